@@ -146,9 +146,12 @@ def _tno_scene_pairs(root: Path, dataset: str) -> list[Pair]:
         if "FEL_images" in folder.parts or any(child.is_dir() for child in folder.iterdir()):
             continue
         try:
-            pairs.append(scene_pair(folder, dataset, "__".join(folder.relative_to(root).parts)))
+            pair = scene_pair(folder, dataset, "__".join(folder.relative_to(root).parts))
+            check_pair(pair)
         except DataError:
-            continue  # folders without one IR and one VIS image (e.g. NIR/II only) are not IR/VIS pairs
+            # Not a registered IR/VIS pair: NIR/II-only folders, or bands of different sizes (e.g. Marne_15).
+            continue
+        pairs.append(pair)
     return pairs
 
 
@@ -197,7 +200,7 @@ DATASETS: dict[str, Dataset] = {
         Dataset("tno_kaptein_1123", "tno_full/Triclobs_images/Kaptein_1123", "TNO TRICLOBS Kaptein_1123",
                 1, "scene", "tno_full"),
         Dataset("tno_marne_04", "tno_full/Triclobs_images/Marne_04", "TNO TRICLOBS Marne_04", 1, "scene", "tno_full"),
-        Dataset("tno_scenes", "tno_full", "every single-frame TNO scene folder with one LWIR and one VIS image",
+        Dataset("tno_scenes", "tno_full", "single-frame TNO scene folders with one LWIR and one VIS image of equal size",
                 None, "scenes", "tno_full"),
     ]
 }
@@ -429,3 +432,35 @@ def verify_checksums(name: str) -> tuple[int, list[str]]:
     if checked == 0:
         problems.append(f"{sums_file}: lists no file of '{name}'")
     return checked, problems
+
+
+# --------------------------------------------------------------------------- overview
+
+def _is_colour(path: Path) -> bool:
+    with Image.open(path) as image:
+        if image.mode in {"L", "I;16", "I", "1"}:
+            return False
+    return read_vis(path)[1] is not None
+
+
+def dataset_table(names: Iterable[str] | None = None, verify: bool = False):
+    """One row per data set: pairs, distinct resolutions, colour-visible count, optional checksum status."""
+    import pandas as pd
+
+    rows = []
+    for name in names or DATASETS:
+        pairs = list_pairs(name)
+        sizes = [check_pair(p) for p in pairs]
+        colour = sum(_is_colour(p.vis) for p in pairs)
+        smallest, largest = min(sizes, key=lambda hw: hw[0] * hw[1]), max(sizes, key=lambda hw: hw[0] * hw[1])
+        row = {
+            "dataset": name, "pairs": len(pairs),
+            "smallest_hxw": "x".join(map(str, smallest)), "largest_hxw": "x".join(map(str, largest)),
+            "distinct_sizes": len(set(sizes)), "colour_vis": int(colour),
+            "description": DATASETS[name].description,
+        }
+        if verify:
+            checked, problems = verify_checksums(name)
+            row["sha256"] = "OK" if not problems else f"{len(problems)} problem(s)"
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,73 @@
+"""Information-theoretic metrics with the sources: MI, CE.
+
+Planes are N×H×W float64 grey levels in [0, 255].
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._core import entropy_of, histogram, joint_histogram, metric, round_half_away
+
+
+def _levels(x: torch.Tensor, normalise: str) -> torch.Tensor:
+    """Integer levels 0..255 for the histograms: as stored, or min–max stretched first (VIFB ``mutinf``)."""
+    if normalise == "none":
+        return torch.round(x).clamp(0, 255)
+    if normalise == "minmax":
+        lo = x.amin(dim=(-2, -1), keepdim=True)
+        hi = x.amax(dim=(-2, -1), keepdim=True)
+        span = hi - lo
+        stretched = torch.where(span > 0, (x - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(x))
+        return round_half_away(stretched * 255.0)  # MATLAB int16() rounds half away from zero
+    raise ValueError(f"MI: unknown normalise {normalise!r}")
+
+
+def mutual_information_pair(a: torch.Tensor, f: torch.Tensor, log_base: float = 2.0, normalise: str = "none"):
+    r""":math:`I(A;F) = H(A) + H(F) - H(A,F)` from the 256×256 joint histogram."""
+    la, lf = _levels(a, normalise), _levels(f, normalise)
+    joint = joint_histogram(la, lf)
+    h_a = entropy_of(joint.sum(dim=-1), base=log_base)
+    h_f = entropy_of(joint.sum(dim=-2), base=log_base)
+    h_af = entropy_of(joint, base=log_base, dims=(-2, -1))
+    return h_a + h_f - h_af
+
+
+@metric("MI", "higher", needs_sources=True)
+def mutual_information(fused, ir, vis, log_base: float = 2.0, normalise: str = "none", reduce: str = "sum",
+                       matlab_bug: bool = False):
+    r"""Mutual information :math:`MI = I(A;F) + I(B;F)`, each from a 256-bin joint histogram.
+
+    Qu, Zhang, Yan, "Information measure for performance of image fusion", Electron. Lett. 2002.
+    ``log_base`` 2 gives bits (most toolboxes), e (VIFB ``mutinf``) nats. ``normalise='minmax'`` stretches
+    each image to [0, 255] before binning (VIFB). ``reduce``: ``sum`` (standard) or ``mean``.
+
+    ``matlab_bug=True`` reproduces the DenseFuse/NestFuse ``analysis_MI.m`` result: its ``JointEntropy``
+    feeds double symbol indices ≥ 1 to MATLAB ``entropy``, which saturates them to one bin, so every joint
+    entropy is 0 and ``MI(X, F) = H(F)``; the reported MI is then 2·EN(F) (bits).
+    """
+    if matlab_bug:
+        en = entropy_of(histogram(torch.round(fused).clamp(0, 255)), base=2.0)
+        return 2.0 * en if reduce == "sum" else en
+    total = mutual_information_pair(ir, fused, log_base, normalise) + mutual_information_pair(vis, fused, log_base, normalise)
+    return total if reduce == "sum" else total / 2.0
+
+
+@metric("CE", "lower", needs_sources=True)
+def cross_entropy(fused, ir, vis, log_base: float = 2.0):
+    r"""Cross entropy :math:`CE = \tfrac12[D(A\|F) + D(B\|F)]`, :math:`D(X\|F) = \sum_l p_X(l)\log_2\frac{p_X(l)}{p_F(l)}`.
+
+    Bulanon, Burks, Alchanatis, "Image fusion of visible and thermal images for fruit detection",
+    Biosyst. Eng. 2009. As in VIFB, bins where either histogram is empty are skipped.
+    """
+    pf = histogram(torch.floor(fused).clamp(0, 255))
+    pf = pf / pf.sum(dim=-1, keepdim=True)
+    out = torch.zeros(fused.shape[0], dtype=torch.float64, device=fused.device)
+    for src in (vis, ir):
+        ps = histogram(torch.floor(src).clamp(0, 255))
+        ps = ps / ps.sum(dim=-1, keepdim=True)
+        ok = (ps > 0) & (pf > 0)
+        ratio = torch.where(ok, ps / torch.where(ok, pf, torch.ones_like(pf)), torch.ones_like(ps))
+        out = out + (ps * torch.log(ratio)).sum(dim=-1) / math.log(log_base)
+    return out / 2.0

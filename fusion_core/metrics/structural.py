@@ -1,0 +1,125 @@
+"""Similarity to the sources: SSIM, MS-SSIM, CC, SCD, PSNR, MSE, RMSE.
+
+Planes are N×H×W float64 grey levels in [0, 255]; ``value_scale`` multiplies them first.
+"""
+from __future__ import annotations
+
+import torch
+
+from ._core import corr2, fspecial_gaussian, metric, separable
+
+
+def _reduce(a: torch.Tensor, b: torch.Tensor, reduce: str) -> torch.Tensor:
+    if reduce == "sum":
+        return a + b
+    if reduce == "mean":
+        return (a + b) / 2.0
+    raise ValueError(f"unknown reduce {reduce!r} (sum or mean)")
+
+
+def ssim_pair(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5, k1: float = 0.01,
+              k2: float = 0.03, data_range: float = 255.0, shape: str = "valid", boundary: str = "zero"):
+    r"""Mean SSIM map of two planes (Gaussian window):
+    :math:`\frac{(2\mu_x\mu_y + C_1)(2\sigma_{xy} + C_2)}{(\mu_x^2+\mu_y^2+C_1)(\sigma_x^2+\sigma_y^2+C_2)}`."""
+    g = fspecial_gaussian(window, sigma, device=x.device)
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    stack = torch.stack([x, y, x * x, y * y, x * y], dim=1)  # one filtering pass for the five maps
+    n = x.shape[0]
+    filtered = separable(stack.reshape(n * 5, *x.shape[-2:]), g, shape, boundary).reshape(n, 5, -1)
+    mx, my, exx, eyy, exy = filtered.unbind(1)
+    vx, vy, cxy = exx - mx * mx, eyy - my * my, exy - mx * my
+    smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return smap.mean(dim=-1)
+
+
+@metric("SSIM", "higher", needs_sources=True)
+def ssim(fused, ir, vis, reduce: str = "mean", value_scale: float = 1.0, **options):
+    r"""Structural similarity :math:`SSIM(A,F) \oplus SSIM(B,F)` (Wang, Bovik, Sheikh, Simoncelli, IEEE TIP 2004).
+
+    ``reduce``: ``sum`` (VIFB, CDDFuse) or ``mean`` (SSIM_a of DenseFuse/Res2NetFuse). Options of
+    :func:`ssim_pair`: 11×11 Gaussian σ = 1.5, K = (0.01, 0.03), ``data_range`` in the planes' units,
+    ``shape='valid'`` (VIFB ``filter2``) or ``'same'`` with ``boundary='replicate'`` (MATLAB ``ssim``).
+    """
+    f, a, b = fused * value_scale, ir * value_scale, vis * value_scale
+    return _reduce(ssim_pair(a, f, **options), ssim_pair(b, f, **options), reduce)
+
+
+@metric("MS_SSIM", "higher", needs_sources=True)
+def ms_ssim(fused, ir, vis, reduce: str = "mean", data_range: float = 255.0):
+    r"""Multi-scale SSIM (Wang, Simoncelli, Bovik, Asilomar 2003): 5 scales, 11×11 Gaussian σ = 1.5,
+    weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333); ``pytorch_msssim.ms_ssim``. Needs min side > 160."""
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    f, a, b = fused.unsqueeze(1), ir.unsqueeze(1), vis.unsqueeze(1)
+    return _reduce(_ms_ssim(a, f, data_range=data_range, size_average=False),
+                   _ms_ssim(b, f, data_range=data_range, size_average=False), reduce)
+
+
+@metric("CC", "higher", needs_sources=True)
+def correlation_coefficient(fused, ir, vis, reduce: str = "mean", tang_mean_bug: bool = False):
+    r"""Correlation coefficient :math:`CC = \tfrac12[r(A,F) + r(B,F)]`, r = Pearson (``corr2``).
+
+    Deshmukh & Bhosale, "Image fusion and image quality assessment of fused images", IJIP 2010.
+    ``tang_mean_bug``: Tang's ``CC_evaluation.m`` centres B with the mean of A in the numerator of r(B,F).
+    """
+    r_af = corr2(ir, fused)
+    if tang_mean_bug:
+        fc = fused - fused.mean(dim=(-2, -1), keepdim=True)
+        bc = vis - vis.mean(dim=(-2, -1), keepdim=True)
+        num = ((vis - ir.mean(dim=(-2, -1), keepdim=True)) * fc).sum(dim=(-2, -1))
+        r_bf = num / torch.sqrt((bc * bc).sum(dim=(-2, -1)) * (fc * fc).sum(dim=(-2, -1)))
+    else:
+        r_bf = corr2(vis, fused)
+    return _reduce(r_af, r_bf, reduce)
+
+
+@metric("SCD", "higher", needs_sources=True)
+def scd(fused, ir, vis):
+    r"""Sum of the correlations of differences :math:`SCD = r(F-B, A) + r(F-A, B)`.
+
+    Aslantas & Bendes, AEU Int. J. Electron. Commun. 2015.
+    """
+    return corr2(fused - vis, ir) + corr2(fused - ir, vis)
+
+
+def _mse_pair(x: torch.Tensor, y: torch.Tensor, form: str) -> torch.Tensor:
+    sse = ((x - y) ** 2).sum(dim=(-2, -1))
+    mn = x.shape[-1] * x.shape[-2]
+    if form == "mse":
+        return sse / mn
+    if form == "sqrt_sse_over_mn":  # VIFB's mse(): sqrt(sum((a-b).^2)) / (m*n)
+        return torch.sqrt(sse) / mn
+    raise ValueError(f"unknown mse form {form!r}")
+
+
+@metric("MSE", "lower", needs_sources=True)
+def mse(fused, ir, vis, value_scale: float = 1.0, form: str = "mse"):
+    r"""Mean squared error to the sources, averaged: :math:`\tfrac12[MSE(A,F) + MSE(B,F)]`.
+
+    Jagalingam & Hegde, "A review of quality metrics for fused image", Aquatic Procedia 2015.
+    """
+    f, a, b = fused * value_scale, ir * value_scale, vis * value_scale
+    return (_mse_pair(a, f, form) + _mse_pair(b, f, form)) / 2.0
+
+
+@metric("RMSE", "lower", needs_sources=True)
+def rmse(fused, ir, vis, value_scale: float = 1.0, form: str = "rmse"):
+    r"""Root mean squared error :math:`\tfrac12[\sqrt{MSE(A,F)} + \sqrt{MSE(B,F)}]` (Jagalingam & Hegde 2015).
+
+    ``form='sqrt_sse_over_mn'`` is VIFB's value :math:`\tfrac12\sum_X \sqrt{\sum (X-F)^2}/(MN)`
+    (its ``mse()`` helper), which is RMSE/√(MN).
+    """
+    f, a, b = fused * value_scale, ir * value_scale, vis * value_scale
+    if form == "rmse":
+        return (torch.sqrt(_mse_pair(a, f, "mse")) + torch.sqrt(_mse_pair(b, f, "mse"))) / 2.0
+    return (_mse_pair(a, f, form) + _mse_pair(b, f, form)) / 2.0
+
+
+@metric("PSNR", "higher", needs_sources=True)
+def psnr(fused, ir, vis, value_scale: float = 1.0, peak: float = 255.0, form: str = "mse"):
+    r"""Peak signal-to-noise ratio :math:`PSNR = 20\log_{10}(peak/\sqrt{MSE})`, MSE averaged over A and B.
+
+    Jagalingam & Hegde 2015. ``form``/``value_scale`` as in :func:`mse`; Tang's toolbox computes the MSE on
+    [0, 1] images (``value_scale=1/255``) but keeps ``peak=255`` (+48.13 dB).
+    """
+    return 20.0 * torch.log10(peak / torch.sqrt(mse(fused, ir, vis, value_scale, form)))

@@ -1,0 +1,222 @@
+"""Human-visual-system metrics: VIF (pixel-domain VIFp and fusion VIFF), Qcb (Chen–Blum), Qcv (Chen–Varshney).
+
+Planes are N×H×W float64 grey levels in [0, 255].
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._core import correlate, fspecial_gaussian, metric, separable
+
+_EPS = 1e-10
+
+
+def _scale_stats(ref, dist, g, uint8_products: bool, first: bool):
+    """Local means/variances/covariance with filter2(win, ·, 'valid') of the five maps."""
+    def prod(x, y):
+        p = x * y
+        return p.clamp(max=255.0) if (uint8_products and first) else p
+    n = ref.shape[0]
+    stack = torch.stack([ref, dist, prod(ref, ref), prod(dist, dist), prod(ref, dist)], dim=1)
+    out = separable(stack.reshape(n * 5, *ref.shape[-2:]), g, "valid").reshape(n, 5, *[s - g.numel() + 1 for s in ref.shape[-2:]])
+    mu1, mu2, e11, e22, e12 = out.unbind(1)
+    s1 = (e11 - mu1 * mu1).clamp_min(0)
+    s2 = (e22 - mu2 * mu2).clamp_min(0)
+    s12 = e12 - mu1 * mu2
+    return s1, s2, s12
+
+
+def _gain(s1, s2, s12):
+    """Sheikh–Bovik gain g and distortion variance sv² with the LIVE code's clamps."""
+    g = s12 / (s1 + _EPS)
+    sv = s2 - g * s12
+    low1 = s1 < _EPS
+    g = torch.where(low1, torch.zeros_like(g), g)
+    sv = torch.where(low1, s2, sv)
+    s1 = torch.where(low1, torch.zeros_like(s1), s1)
+    low2 = s2 < _EPS
+    g = torch.where(low2, torch.zeros_like(g), g)
+    sv = torch.where(low2, torch.zeros_like(sv), sv)
+    neg = g < 0
+    sv = torch.where(neg, s2, sv)
+    g = torch.where(neg, torch.zeros_like(g), g)
+    sv = sv.clamp_min(_EPS)
+    return g, sv, s1
+
+
+def _downsample(x, g):
+    return separable(x, g, "valid")[..., ::2, ::2]
+
+
+def vifp_pair(ref: torch.Tensor, dist: torch.Tensor, noise_var: float = 2.0, uint8_products: bool = False):
+    r"""Multi-scale pixel-domain VIF of ``dist`` against ``ref`` (LIVE ``vifp_mscale.m``): 4 scales, Gaussian
+    N = 2^{5−s}+1, σ = N/5, ``filter2 'valid'``, dyadic subsampling; :math:`\sum num / \sum den`."""
+    num = torch.zeros(ref.shape[0], dtype=torch.float64, device=ref.device)
+    den = torch.zeros_like(num)
+    for scale in range(1, 5):
+        size = 2 ** (4 - scale + 1) + 1
+        g = fspecial_gaussian(size, size / 5.0, device=ref.device)
+        if scale > 1:
+            ref, dist = _downsample(ref, g), _downsample(dist, g)
+        s1, s2, s12 = _scale_stats(ref, dist, g, uint8_products, scale == 1)
+        g_, sv, s1 = _gain(s1, s2, s12)
+        num = num + torch.log10(1 + g_ * g_ * s1 / (sv + noise_var)).sum(dim=(-2, -1))
+        den = den + torch.log10(1 + s1 / noise_var).sum(dim=(-2, -1))
+    return num / den
+
+
+def viff(fused, ir, vis, noise_var: float = 0.005 * 255 ** 2, weights=(1.0, 0.0, 0.15, 1.0)):
+    r"""VIFF (Han, Cai, Cao, Xu, Information Fusion 2013): per scale, VID/VIND of the source with the smaller
+    gain at each pixel; :math:`F_s = \sum(VID + C)/\sum(VIND + C)`, C = 1e-7; VIFF = Σ p_s F_s, p ∝ (1, 0, .15, 1)."""
+    c = 1e-7
+    p = torch.tensor(weights, dtype=torch.float64) / sum(weights)
+    total = torch.zeros(fused.shape[0], dtype=torch.float64, device=fused.device)
+    a, b, f = ir, vis, fused
+    for scale in range(1, 5):
+        size = 2 ** (4 - scale + 1) + 1
+        g = fspecial_gaussian(size, size / 5.0, device=f.device)
+        if scale > 1:
+            a, b, f = _downsample(a, g), _downsample(b, g), _downsample(f, g)
+        parts = []
+        for src in (a, b):
+            g_, sv, s1 = _gain(*_scale_stats(src, f, g, False, False))
+            vid = torch.log10(1 + g_ * g_ * s1 / (sv + noise_var))
+            vind = torch.log10(1 + s1 / noise_var)
+            parts.append((g_, vid, vind))
+        pick_a = parts[0][0] < parts[1][0]
+        vid = torch.where(pick_a, parts[0][1], parts[1][1])
+        vind = torch.where(pick_a, parts[0][2], parts[1][2])
+        total = total + p[scale - 1] * (vid + c).sum(dim=(-2, -1)) / (vind + c).sum(dim=(-2, -1))
+    return total
+
+
+@metric("VIF", "higher", needs_sources=True)
+def vif(fused, ir, vis, kind: str = "vifp", reduce: str = "sum", noise_var: float | None = None,
+        uint8_products: bool = False):
+    r"""Visual information fidelity of F to the sources.
+
+    ``kind='vifp'``: Sheikh & Bovik, "Image information and visual quality", IEEE TIP 2006, multi-scale pixel
+    domain (σ_n² = 2), :math:`VIF = VIFp(A,F) \oplus VIFp(B,F)` with ``reduce`` sum (Tang, CDDFuse/DIDFuse) or
+    mean. ``kind='viff'``: Han et al. 2013 fusion VIF (σ_n² = 0.005·255²). ``uint8_products``: Tang's
+    ``vifp_mscale`` gets uint8 images, so at scale 1 the products ``ref.*ref`` saturate at 255 (MATLAB integer
+    arithmetic); reproduced only when asked.
+    """
+    if kind == "viff":
+        return viff(fused, ir, vis, noise_var if noise_var is not None else 0.005 * 255 ** 2)
+    nv = 2.0 if noise_var is None else noise_var
+    va, vb = vifp_pair(ir, fused, nv, uint8_products), vifp_pair(vis, fused, nv, uint8_products)
+    return va + vb if reduce == "sum" else (va + vb) / 2.0
+
+
+# --------------------------------------------------------------------------- Chen–Blum and Chen–Varshney
+
+def _normalize1(x: np.ndarray) -> np.ndarray:
+    """Z. Liu's ``normalize1``: min–max to 0..255 and round (half away from zero)."""
+    hi, lo = x.max(), x.min()
+    if hi == 0 and lo == 0:
+        return x
+    v = (x - lo) / (hi - lo) * 255.0
+    return np.floor(v + 0.5)
+
+
+def _freqspace(h: int, w: int):
+    """MATLAB ``freqspace([h w], 'meshgrid')``: (u, v) frequencies in [-1, 1), zero at index floor(n/2)."""
+    u = (np.arange(w) - np.floor(w / 2)) * (2.0 / w)
+    v = (np.arange(h) - np.floor(h / 2)) * (2.0 / h)
+    return np.meshgrid(u, v)
+
+
+def _freq_filter(x: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """``ifft2(ifftshift(fftshift(fft2(x)) .* H))``; real because H is symmetric (MATLAB returns real too)."""
+    return np.real(np.fft.ifft2(np.fft.ifftshift(np.fft.fftshift(np.fft.fft2(x)) * H)))
+
+
+def _filter2_same(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    t = torch.from_numpy(x)[None]
+    return correlate(t, torch.from_numpy(k), "same", "zero")[0].numpy()
+
+
+def _qcb_single(im1, im2, fused):
+    f0, f1, a = 15.3870, 1.3456, 0.7622
+    k, h, p, q, Z = 1.0, 1.0, 3.0, 2.0, 1e-4
+    im1, im2, fused = _normalize1(im1), _normalize1(im2), _normalize1(fused)
+    rows, cols = im1.shape
+    u, v = _freqspace(rows, cols)
+    u, v = (cols / 30.0) * u, (rows / 30.0) * v
+    r = np.sqrt(u * u + v * v)
+    Sd = np.exp(-(r / f0) ** 2) - a * np.exp(-(r / f1) ** 2)
+    x, y = np.meshgrid(np.arange(-15, 16), np.arange(-15, 16))
+    G1 = np.exp(-(x * x + y * y) / (2 * 2.0 ** 2)) / (2 * np.pi * 2.0 ** 2)
+    G2 = np.exp(-(x * x + y * y) / (2 * 4.0 ** 2)) / (2 * np.pi * 4.0 ** 2)
+
+    def contrast_power(img):
+        filt = _freq_filter(img, Sd)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = np.abs(_filter2_same(filt, G1) / _filter2_same(filt, G2) - 1.0)
+            return k * c ** p / (h * c ** q + Z)
+
+    c1, c2, cf = contrast_power(im1), contrast_power(im2), contrast_power(fused)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q1 = np.where(c1 < cf, c1 / cf, cf / c1)
+        q2 = np.where(c2 < cf, c2 / cf, cf / c2)
+        lam1 = c1 * c1 / (c1 * c1 + c2 * c2)
+        lam2 = c2 * c2 / (c1 * c1 + c2 * c2)
+    return float(np.mean(lam1 * q1 + lam2 * q2))
+
+
+@metric("Qcb", "higher", needs_sources=True)
+def qcb(fused, ir, vis):
+    r"""Chen–Blum metric: CSF-filtered local contrast preservation, saliency-weighted, mean over the image.
+
+    Chen & Blum, "A new automated quality assessment algorithm for image fusion", Image Vis. Comput. 2009;
+    Z. Liu's ``metricChenBlum.m`` as used by VIFB (DoG CSF with f0 = 15.387, f1 = 1.3456, a = 0.7622 on a
+    ``freqspace`` grid scaled by size/30; contrast from 31×31 Gaussians σ = 2, 4 with zero padding; p = 3, q = 2).
+    """
+    out = [_qcb_single(v.cpu().numpy(), a.cpu().numpy(), f.cpu().numpy()) for f, a, v in zip(fused, ir, vis)]
+    return torch.tensor(out, dtype=torch.float64, device=fused.device)
+
+
+def _block_reduce(x: np.ndarray, size: int, fn) -> np.ndarray:
+    """MATLAB ``blkproc(x, [size size], fun)``: zero-pad to whole blocks, apply ``fn`` per block."""
+    rows, cols = x.shape
+    pr, pc = -rows % size, -cols % size
+    xp = np.pad(x, ((0, pr), (0, pc)))
+    blocks = xp.reshape((rows + pr) // size, size, (cols + pc) // size, size)
+    return fn(blocks)
+
+
+def _qcv_single(im1, im2, fused, window: int = 16, alpha: float = 5.0):
+    im1, im2, fused = _normalize1(im1), _normalize1(im2), _normalize1(fused)
+    flt1 = np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+    flt2 = np.array([[-1.0, -2, -1], [0, 0, 0], [1, 2, 1]])
+
+    def strength(img):
+        gx, gy = _filter2_same(img, flt1), _filter2_same(img, flt2)
+        return np.sqrt(gx * gx + gy * gy)
+
+    sum_pow = lambda b: (b ** alpha).sum(axis=(1, 3))  # noqa: E731
+    lam1 = _block_reduce(strength(im1), window, sum_pow)
+    lam2 = _block_reduce(strength(im2), window, sum_pow)
+    rows, cols = im1.shape
+    u, v = _freqspace(rows, cols)
+    u, v = (cols / 8.0) * u, (rows / 8.0) * v
+    r = np.sqrt(u * u + v * v)
+    theta_m = 2.6 * (0.0192 + 0.144 * r) * np.exp(-((0.144 * r) ** 1.1))  # Mannos–Sakrison CSF
+    mean_sq = lambda b: (b ** 2).mean(axis=(1, 3))  # noqa: E731
+    d1 = _block_reduce(_freq_filter(im1 - fused, theta_m), window, mean_sq)
+    d2 = _block_reduce(_freq_filter(im2 - fused, theta_m), window, mean_sq)
+    return float((lam1 * d1 + lam2 * d2).sum() / (lam1 + lam2).sum())
+
+
+@metric("Qcv", "lower", needs_sources=True)
+def qcv(fused, ir, vis, window: int = 16, alpha: float = 5.0):
+    r"""Chen–Varshney metric: saliency-weighted (Sobel strength^α per 16×16 block) CSF-filtered squared
+    difference :math:`Q = \frac{\sum_w \lambda_A D_A + \lambda_B D_B}{\sum_w \lambda_A + \lambda_B}`; lower is better.
+
+    Chen & Varshney, "A human perception inspired quality metric for image fusion based on regional
+    information", Information Fusion 2007; Z. Liu's ``metricChen.m`` (Mannos–Sakrison CSF, size/8 grid,
+    ``blkproc`` zero-padding partial blocks) as used by VIFB.
+    """
+    out = [_qcv_single(v.cpu().numpy(), a.cpu().numpy(), f.cpu().numpy(), window, alpha) for f, a, v in zip(fused, ir, vis)]
+    return torch.tensor(out, dtype=torch.float64, device=fused.device)

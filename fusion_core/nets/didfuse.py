@@ -1,0 +1,217 @@
+r"""DIDFuse (Zhao et al., "When Image Decomposition Meets Deep Learning", TNNLS submission; IJCAI 2020).
+
+A dual-stream auto-encoder (spec 001 §2). The shared encoder maps an image to two skip features
+(f1, f2) and to a *base* map B and a *detail* map D (both tanh, 64 channels, full resolution); the
+decoder reconstructs the image from cat[B, D] with the two skips concatenated back in::
+
+    x ─ conv1 ─ f1 ─ conv2 ─ f2 ─┬─ conv3 ─ B ─┐
+                 │            │  └─ conv4 ─ D ─┴─ cat ─ conv5 ─ cat(·, f2) ─ conv6 ─ cat(·, f1) ─ conv7 ─ x̂
+                 │            └───────────────────────────────┘                     │
+                 └──────────────────────────────────────────────────────────────────┘
+
+Every layer is padding → 3×3 conv → BatchNorm → activation (Table I). conv6 and conv7 take **128**
+channels: the text concatenates the skips and the released weights have shape (64, 128, 3, 3) and
+(1, 128, 3, 3); Table I's 64 is the no-skip ablation (spec A1). BN is also in conv7 (spec A2).
+
+At test time both images are encoded, the four feature tensors are merged by a fusion rule
+(:mod:`fusion_core.strategies`; the paper's final layer is ``sal+cam``, the authors' released IJCAI
+outputs use ``sum``) and the merged features are decoded (BN in eval mode).
+
+Example::
+
+    >>> import torch
+    >>> model = DIDFuse().eval()
+    >>> ir, vis = torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64)
+    >>> model.fuse(ir, vis, "ave").shape
+    torch.Size([1, 1, 64, 64])
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..data import DataError
+from ..methods import METHODS
+from ..strategies import Rule, fuse_features, get_strategy
+from .blocks import ConvNormAct
+
+# ----------------------------------------------------------------------------- hyperparameters
+CHANNELS = 64  # feature maps of every hidden layer (Table I)
+KERNEL = 3
+PAPER_STRATEGY = "sal+cam"  # the paper's final fusion layer (Table III, used in Tables IV-V)
+AUTHORS_STRATEGY = "sum"  # the IJCAI test code's rule; reproduces the released fused images
+PARAMETERS = 260_935  # trainable parameters of the full model (counted from the released weights)
+RELEASED_FILES = ("Encoder_weight_IJCAI.pkl", "Decoder_weight_IJCAI.pkl")
+
+
+class Features(NamedTuple):
+    """Encoder output: skips f1, f2 and the base / detail maps (``None`` where an ablation removes them)."""
+
+    f1: torch.Tensor
+    f2: torch.Tensor
+    base: torch.Tensor | None
+    detail: torch.Tensor | None
+
+
+SKIP_FIELDS = ("f1", "f2")
+
+
+class Encoder(nn.Module):
+    """conv1 (reflect, PReLU) → conv2 (PReLU) → {conv3 → B, conv4 → D} (tanh), conv3 ∥ conv4 on f2."""
+
+    def __init__(self, channels: int = CHANNELS, base: bool = True, detail: bool = True):
+        super().__init__()
+        if not (base or detail):
+            raise ValueError("the encoder needs the base map, the detail map or both")
+        self.conv1 = ConvNormAct(1, channels, KERNEL, padding="reflect", act="prelu")
+        self.conv2 = ConvNormAct(channels, channels, KERNEL, act="prelu")
+        self.conv3 = ConvNormAct(channels, channels, KERNEL, act="tanh") if base else None  # base B
+        self.conv4 = ConvNormAct(channels, channels, KERNEL, act="tanh") if detail else None  # detail D
+
+    def forward(self, x: torch.Tensor) -> Features:
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise ValueError(f"DIDFuse encodes grey images N×1×H×W, got shape {tuple(x.shape)}")
+        f1 = self.conv1(x)
+        f2 = self.conv2(f1)
+        base = self.conv3(f2) if self.conv3 is not None else None
+        detail = self.conv4(f2) if self.conv4 is not None else None
+        return Features(f1, f2, base, detail)
+
+
+class Decoder(nn.Module):
+    """conv5(cat[B, D]) → conv6(cat[·, f2]) → conv7(cat[·, f1]) (reflect, sigmoid) → x̂."""
+
+    def __init__(self, channels: int = CHANNELS, maps: int = 2, skips: bool = True):
+        super().__init__()
+        self.skips = skips
+        wide = 2 * channels if skips else channels
+        self.conv5 = ConvNormAct(maps * channels, channels, KERNEL, act="prelu")
+        self.conv6 = ConvNormAct(wide, channels, KERNEL, act="prelu")
+        self.conv7 = ConvNormAct(wide, 1, KERNEL, padding="reflect", act="sigmoid")
+
+    def forward(self, features: Features) -> torch.Tensor:
+        maps = [m for m in (features.base, features.detail) if m is not None]  # B channel-first
+        x = self.conv5(torch.cat(maps, dim=1))
+        x = self.conv6(torch.cat([x, features.f2], dim=1) if self.skips else x)
+        return self.conv7(torch.cat([x, features.f1], dim=1) if self.skips else x)
+
+
+class DIDFuse(nn.Module):
+    """Encoder + decoder; ``forward`` reconstructs one image, ``fuse`` merges two through a rule.
+
+    ``base``/``detail``/``skips`` switch off parts for the Table IV ablations (Exp. 1, 2/4, 5).
+    """
+
+    def __init__(self, channels: int = CHANNELS, base: bool = True, detail: bool = True, skips: bool = True):
+        super().__init__()
+        self.config = dict(channels=channels, base=base, detail=detail, skips=skips)
+        self.encoder = Encoder(channels, base, detail)
+        self.decoder = Decoder(channels, maps=int(base) + int(detail), skips=skips)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Features]:
+        features = self.encoder(x)
+        return self.decoder(features), features
+
+    def fuse(self, ir: torch.Tensor, vis: torch.Tensor, rule: str | Rule = PAPER_STRATEGY,
+             skip_rule: str | Rule | None = None) -> torch.Tensor:
+        """Encode both images, merge B, D (and the skips f1, f2 with ``skip_rule``, default the same) and decode."""
+        if ir.shape != vis.shape:
+            raise ValueError(f"ir and vis shapes differ: {tuple(ir.shape)} vs {tuple(vis.shape)}")
+        merged = fuse_features(self.encoder(ir), self.encoder(vis), rule, skip_rule, SKIP_FIELDS)
+        return self.decoder(merged)
+
+
+# ----------------------------------------------------------------------------- weights
+
+# Released IJCAI state-dict layout: `cov<k>.cov<k>.<i>.<param>` where <i> indexes an nn.Sequential of
+# (pad?, conv, bn, act); cov1 and cov7 start with a ReflectionPad2d, so their indices shift by one.
+_RELEASED_INDEX = {
+    "default": {"0": "conv", "1": "norm", "2": "act"},
+    "cov1": {"1": "conv", "2": "norm", "3": "act"},
+    "cov7": {"1": "conv", "2": "norm"},
+}
+
+
+def _released_key(key: str) -> str:
+    layer, _, index, param = key.split(".", 3)
+    part = _RELEASED_INDEX.get(layer, _RELEASED_INDEX["default"])[index]
+    half = "encoder" if int(layer[3:]) <= 4 else "decoder"
+    return f"{half}.conv{layer[3:]}.{part}.{param}"
+
+
+def _torch_load(path: Path) -> dict:
+    try:
+        # weights_only=True reads the legacy (pre-zip) pickle as well, without executing arbitrary code.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: weights file not found") from None
+    except Exception as exc:  # unpickling errors come in many types
+        raise DataError(f"{path}: not a readable torch weights file ({exc.__class__.__name__}: {exc})") from None
+
+
+def _load_state(model: nn.Module, state: dict, path: Path) -> nn.Module:
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError) as exc:
+        raise DataError(f"{path}: weights do not fit the DIDFuse network ({str(exc).splitlines()[0]})") from None
+    return model
+
+
+def load_released(folder: str | Path) -> DIDFuse:
+    """The authors' IJCAI weights from a folder holding ``Encoder_weight_IJCAI.pkl`` and ``Decoder_weight_IJCAI.pkl``."""
+    folder = Path(folder)
+    state = {}
+    for name in RELEASED_FILES:
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"{path}: released DIDFuse weights file not found (expected {' and '.join(RELEASED_FILES)})")
+        blob = _torch_load(path)
+        if not isinstance(blob, dict) or "weight" not in blob:
+            raise DataError(f"{path}: expected a dict with key 'weight' (the authors' checkpoint layout)")
+        try:
+            state.update({_released_key(k): v for k, v in blob["weight"].items()})
+        except (ValueError, KeyError, IndexError):
+            raise DataError(f"{path}: state-dict keys are not the released DIDFuse layout (cov<k>.cov<k>.<i>.*)") from None
+    return _load_state(DIDFuse(), state, folder)
+
+
+def load_checkpoint(path: str | Path) -> DIDFuse:
+    """A model trained by :func:`fusion_core.train.train` (one file holding its config and state dict)."""
+    path = Path(path)
+    blob = _torch_load(path)
+    if not isinstance(blob, dict) or "model" not in blob:
+        raise DataError(f"{path}: not a fusion_core checkpoint (no 'model' entry)")
+    if blob.get("model_class") not in (None, "DIDFuse"):
+        raise DataError(f"{path}: checkpoint holds a {blob['model_class']}, not a DIDFuse model")
+    return _load_state(DIDFuse(**(blob.get("model_config") or {})), blob["model"], path)
+
+
+def load_weights(weights: str | Path) -> DIDFuse:
+    """A folder → the released IJCAI weights; a file → our own checkpoint."""
+    path = Path(weights)
+    if path.is_dir():
+        return load_released(path)
+    if not path.exists():
+        raise DataError(f"{path}: DIDFuse weights not found (give a checkpoint file or the folder of released .pkl files)")
+    return load_checkpoint(path)
+
+
+@METHODS.register("didfuse")
+def build(weights=None, strategy=None, device="cpu"):
+    """DIDFuse with ``weights`` (checkpoint file or released folder) and a fusion ``strategy`` (default ``sal+cam``)."""
+    if weights is None:
+        raise DataError("didfuse needs --weights: a checkpoint written by fusion_core.train or the folder of the "
+                        f"released {' / '.join(RELEASED_FILES)}")
+    rule = get_strategy(strategy or PAPER_STRATEGY)
+    model = load_weights(weights).to(device).eval()
+
+    def fuser(ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model.fuse(ir, vis, rule)
+
+    fuser.model = model  # type: ignore[attr-defined]
+    return fuser
+

@@ -1,0 +1,173 @@
+"""Reported vs ours: side-by-side tables, the fidelity summary, and where results go.
+
+A paper's own numbers are data, committed as ``fusion_core/papers/<paper>/reported.csv`` in long
+form (columns ``table, dataset, method, metric, value`` and optionally ``std, note``). Ours come in
+the same long form with per-run values; :func:`summarise` turns runs into mean ± std and
+:func:`side_by_side` joins the two into ``reported | ours_mean | ours_std | n | delta_pct``.
+They are never mixed: the paper's values only ever appear in the ``reported`` column.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from .data import REPO_ROOT
+from .io import write_csv, write_json, write_text
+
+RESULTS_ROOT = REPO_ROOT / "results"
+PAPERS_ROOT = Path(__file__).resolve().parent / "papers"
+KEYS = ["table", "dataset", "method", "metric"]
+FIDELITY_KEYS = ("cells", "within_5pct", "sign_total", "sign_agree", "substitutes")
+
+
+def results_dir(paper: str, profile: str) -> Path:
+    """``results/<paper>/`` for the eval and full profiles; ``build/quick/<paper>/`` for quick runs."""
+    if profile not in {"quick", "eval", "full"}:
+        raise ValueError(f"unknown profile '{profile}' (quick, eval, full)")
+    base = REPO_ROOT / "build" / "quick" if profile == "quick" else RESULTS_ROOT
+    path = base / paper
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_reported(paper: str) -> pd.DataFrame:
+    """The paper's own numbers (long form)."""
+    path = PAPERS_ROOT / paper / "reported.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no reported numbers for paper '{paper}'")
+    frame = pd.read_csv(path, dtype={"dataset": str, "method": str, "metric": str, "table": str})
+    missing = [k for k in KEYS + ["value"] if k not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}")
+    return frame
+
+
+def summarise(runs: pd.DataFrame, value: str = "value") -> pd.DataFrame:
+    """Per (table, dataset, method, metric): mean, sample std (ddof=1; 0 for one run) and run count."""
+    grouped = runs.groupby(KEYS, sort=False)[value]
+    out = grouped.agg(ours_mean="mean", ours_std="std", n="count").reset_index()
+    out["ours_std"] = out["ours_std"].fillna(0.0)
+    return out
+
+
+def side_by_side(reported: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
+    """Outer join of the paper's cells and ours; ``delta_pct`` = 100·(ours − reported)/|reported|."""
+    rep = reported[KEYS + ["value"]].rename(columns={"value": "reported"})
+    table = rep.merge(ours, on=KEYS, how="outer")
+    denom = table["reported"].abs()
+    table["delta_pct"] = 100.0 * (table["ours_mean"] - table["reported"]) / denom.where(denom > 0)
+    return table
+
+
+def sign_agreement(table: pd.DataFrame, full: str, variants: Sequence[str]) -> tuple[int, int]:
+    """Ablation cells: does (full − variant) have the paper's sign in ours? Returns (total, agree).
+
+    Cells where either difference is exactly zero or missing are not counted.
+    """
+    total = agree = 0
+    for (tbl, dataset, metric), cells in table.groupby(["table", "dataset", "metric"]):
+        by_method = cells.set_index("method")
+        if full not in by_method.index:
+            continue
+        for variant in variants:
+            if variant not in by_method.index:
+                continue
+            rep = by_method.at[full, "reported"] - by_method.at[variant, "reported"]
+            ours = by_method.at[full, "ours_mean"] - by_method.at[variant, "ours_mean"]
+            if any(pd.isna(v) or v == 0 for v in (rep, ours)):
+                continue
+            total += 1
+            agree += int(math.copysign(1, rep) == math.copysign(1, ours))
+    return total, agree
+
+
+def fidelity(table: pd.DataFrame, substitutes: Iterable[str], sign: tuple[int, int] = (0, 0)) -> dict:
+    """The fidelity summary: reported cells we computed, how many within ±5 %, ablation sign agreement."""
+    both = table.dropna(subset=["reported", "ours_mean"])
+    within = both["delta_pct"].abs() <= 5.0
+    return {
+        "cells": int(len(both)),
+        "within_5pct": int(within.sum()),
+        "sign_total": int(sign[0]),
+        "sign_agree": int(sign[1]),
+        "substitutes": list(substitutes),
+    }
+
+
+def write_fidelity(out_dir: str | Path, summary: dict) -> Path:
+    if set(summary) != set(FIDELITY_KEYS):
+        raise ValueError(f"fidelity keys must be exactly {FIDELITY_KEYS}, got {sorted(summary)}")
+    return write_json(Path(out_dir) / "fidelity.json", summary)
+
+
+def to_markdown(frame: pd.DataFrame, digits: int = 4) -> str:
+    """A GitHub Markdown table (no tabulate dependency); floats rounded to ``digits``."""
+    def fmt(v):
+        if isinstance(v, float):
+            return "" if math.isnan(v) else f"{v:.{digits}g}" if abs(v) >= 1e4 else f"{v:.{digits}f}".rstrip("0").rstrip(".")
+        return str(v)
+
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows]) + "\n"
+
+
+def write_table(frame: pd.DataFrame, out_dir: str | Path, name: str, caption: str, profile: dict | None = None) -> tuple[Path, Path]:
+    """Write ``<name>.csv`` and ``<name>.md`` (caption + profile line + table), both atomically."""
+    out_dir = Path(out_dir)
+    csv_path = write_csv(out_dir / f"{name}.csv", frame)
+    lines = [f"**{caption}**", ""]
+    if profile:
+        lines += ["Profile: " + ", ".join(f"{k}={v}" for k, v in profile.items()), ""]
+    md_path = write_text(out_dir / f"{name}.md", "\n".join(lines) + "\n" + to_markdown(frame))
+    return csv_path, md_path
+
+
+def collect_fidelity(results_root: Path = RESULTS_ROOT) -> pd.DataFrame:
+    """Every ``results/<paper>/fidelity.json`` as one row per paper."""
+    rows = []
+    for path in sorted(results_root.glob("*/fidelity.json")):
+        summary = json.loads(path.read_text())
+        rows.append({"paper": path.parent.name, **{k: summary.get(k) for k in FIDELITY_KEYS}})
+    return pd.DataFrame(rows, columns=["paper", *FIDELITY_KEYS])
+
+
+def image_grid(rows: list[list], row_labels: list[str], col_labels: list[str], title: str = "", cell: float = 2.2,
+               panel_titles: list[list[str]] | None = None):
+    """A grid of grey or RGB images (numpy H×W or H×W×3 in [0, 1], or 1×1×H×W tensors); returns the figure.
+
+    ``panel_titles`` (same nesting as ``rows``) puts a title over each panel instead of the column labels.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols, cell * 0.8 * n_rows), squeeze=False)
+    for i, images in enumerate(rows):
+        for j in range(n_cols):
+            ax = axes[i][j]
+            ax.set_xticks([]), ax.set_yticks([])
+            if j < len(images) and images[j] is not None:
+                img = images[j]
+                img = img.detach().cpu().numpy().reshape(img.shape[-2:]) if hasattr(img, "detach") else np.asarray(img)
+                ax.imshow(np.clip(img, 0, 1), cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+            else:
+                ax.axis("off")
+            if panel_titles is not None and j < len(panel_titles[i]):
+                ax.set_title(panel_titles[i][j], fontsize=8)
+            elif i == 0 and j < len(col_labels):
+                ax.set_title(col_labels[j], fontsize=9)
+            if j == 0:
+                ax.set_ylabel(row_labels[i], fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97) if title else None)
+    return fig

@@ -1,0 +1,252 @@
+"""Run the notebooks under a profile and keep the books: run manifests, MANIFEST.csv, the scoreboard.
+
+``make reproduce [PROFILE=eval|quick|full] [NB=didfuse]`` calls :func:`run_notebooks`. Each notebook
+``notebooks/NN_<name>.ipynb`` is executed with papermill (``profile`` and ``verify`` injected), the
+executed copy goes to ``results/<paper>/`` (figures stripped from it: they are separate PNGs), with
+``run_<notebook>.json`` beside it. For ``eval``/``full`` every file the run produced is listed in
+``results/MANIFEST.csv`` with its sha256, and all ``fidelity.json`` files are gathered into
+``results/README.md``. ``quick`` runs write under ``build/quick/`` and leave ``results/`` alone.
+
+``python -m fusion_core.reproduce refresh notebooks/X.ipynb`` re-executes a committed notebook in place
+under ``quick`` so that its ``nbval-check-output`` cells hold the outputs ``make test`` compares.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io as _io
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from .data import REPO_ROOT
+from .io import atomic_write, sha256_file, write_json, write_text
+from .report import RESULTS_ROOT, collect_fidelity, results_dir, to_markdown
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+MANIFEST = RESULTS_ROOT / "MANIFEST.csv"
+MANIFEST_FIELDS = ["path", "sha256", "bytes", "notebook", "profile"]
+
+# Notebook number → results folder. The paper numbers follow the project's paper ids.
+PAPER_OF_PREFIX = {
+    "00": "datasets", "01": "didfuse", "02": "res2netfuse", "03": "msfam", "04": "amfe", "05": "savf",
+    "98": "classical", "99": "metrics",
+}
+PACKAGES = ["torch", "numpy", "scipy", "pandas", "kornia", "pytorch-msssim", "PyWavelets", "opencv-python-headless",
+            "scikit-image", "matplotlib", "papermill"]
+
+
+def paper_of(notebook: Path) -> str:
+    prefix = notebook.name[:2]
+    if prefix not in PAPER_OF_PREFIX:
+        raise ValueError(f"{notebook}: name must start with one of {sorted(PAPER_OF_PREFIX)} (NN_<name>.ipynb)")
+    return PAPER_OF_PREFIX[prefix]
+
+
+def find_notebooks(only: str | None = None) -> list[Path]:
+    books = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]*.ipynb"))
+    if only:
+        books = [b for b in books if only in b.stem or only == paper_of(b)]
+        if not books:
+            raise ValueError(f"no notebook in {NOTEBOOK_DIR} matches '{only}'")
+    return books
+
+
+def git_sha() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def device_description() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def strip_images(notebook_path: Path) -> None:
+    """Drop embedded images from a notebook's outputs (figures live as PNG files), atomically."""
+    import nbformat
+
+    nb = nbformat.read(notebook_path, as_version=4)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data")
+            if data and any(k.startswith("image/") for k in data):
+                output["data"] = {"text/plain": "<figure saved as PNG; image stripped from the stored notebook>"}
+    with atomic_write(notebook_path, "w") as handle:
+        nbformat.write(nb, handle)
+
+
+def _execute(notebook: Path, output: Path, parameters: dict) -> None:
+    import papermill
+
+    papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(NOTEBOOK_DIR),
+                               progress_bar=False, kernel_name="python3")
+
+
+def _read_manifest() -> list[dict]:
+    if not MANIFEST.is_file():
+        return []
+    with open(MANIFEST, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write_manifest(rows: list[dict]) -> None:
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=lambda r: r["path"]))
+    write_text(MANIFEST, buffer.getvalue())
+
+
+def _record(out_dir: Path, since: float, notebook: Path, profile: str) -> None:
+    produced = [p for p in out_dir.rglob("*") if p.is_file() and p.stat().st_mtime >= since - 1]
+    rows = {r["path"]: r for r in _read_manifest()}
+    # A rerun of a notebook replaces its rows; files it no longer writes drop out of the manifest.
+    rows = {k: r for k, r in rows.items() if r["notebook"] != notebook.name or (REPO_ROOT / k).is_file()}
+    for path in produced:
+        rel = path.relative_to(REPO_ROOT).as_posix()
+        rows[rel] = {"path": rel, "sha256": sha256_file(path), "bytes": path.stat().st_size,
+                     "notebook": notebook.name, "profile": profile}
+    _write_manifest(list(rows.values()))
+
+
+def write_scoreboard(runs: list[dict] | None = None) -> Path:
+    """``results/README.md``: one row per paper from its fidelity.json, then the last run of each notebook."""
+    import json
+
+    board = collect_fidelity()
+    lines = [
+        "# Results scoreboard",
+        "",
+        "Generated by `make reproduce`; do not edit. `cells`: reported numbers we also computed (same or",
+        "substitute data); `within_5pct`: of those, how many are within ±5 % of the paper; `sign_agree`",
+        "/`sign_total`: ablation differences (full − variant) with the paper's sign. Substitutes are listed",
+        "per paper; every table in `results/<paper>/` names its profile, repeats, device and data.",
+        "",
+    ]
+    if len(board):
+        board = board.assign(substitutes=board["substitutes"].map(lambda s: "; ".join(s or [])))
+        lines.append(to_markdown(board))
+    else:
+        lines.append("No paper has produced a fidelity summary yet.\n")
+    lines += ["## Runs", "", "| notebook | profile | started | minutes | git sha |", "|---|---|---|---|---|"]
+    for path in sorted(RESULTS_ROOT.glob("*/run_*.json")):
+        run = json.loads(path.read_text())
+        lines.append(f"| {run['notebook']} | {run['profile']} | {run['start']} | {run['minutes']:.1f} | {run['git_sha'][:12]} |")
+    return write_text(RESULTS_ROOT / "README.md", "\n".join(lines) + "\n")
+
+
+def run_notebooks(profile: str = "eval", only: str | None = None, verify: str = "sample") -> int:
+    books = find_notebooks(only)
+    failures = []
+    for notebook in books:
+        paper = paper_of(notebook)
+        out_dir = results_dir(paper, profile)
+        started, t0 = dt.datetime.now(dt.timezone.utc), time.time()
+        parameters = {"profile": profile, "verify": verify}
+        print(f"[{profile}] {notebook.name} → {out_dir.relative_to(REPO_ROOT)}", flush=True)
+        output = out_dir / notebook.name
+        try:
+            _execute(notebook, output, parameters)
+        except Exception as exc:  # a failed notebook must not stop the others; reported at the end
+            failures.append(f"{notebook.name}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            print(f"  FAILED: {failures[-1]}", flush=True)
+            continue
+        finally:
+            if output.is_file():
+                strip_images(output)
+        minutes = (time.time() - t0) / 60
+        write_json(out_dir / f"run_{notebook.stem}.json", {
+            "notebook": notebook.name, "paper": paper, "profile": profile, "parameters": parameters,
+            "git_sha": git_sha(), "device": device_description(), "start": started.isoformat(timespec="seconds"),
+            "end": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "minutes": round(minutes, 2),
+            "packages": package_versions(), "data_root": os.environ.get("FUSION_DATA", "../shared/data"),
+        })
+        print(f"  done in {minutes:.1f} min", flush=True)
+        if profile != "quick":
+            _record(out_dir, t0, notebook, profile)
+    if profile != "quick":
+        write_scoreboard()
+        _record_file(RESULTS_ROOT / "README.md", "runner", profile)
+    if failures:
+        print("notebooks that failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _record_file(path: Path, notebook: str, profile: str) -> None:
+    rows = {r["path"]: r for r in _read_manifest()}
+    rel = path.relative_to(REPO_ROOT).as_posix()
+    rows[rel] = {"path": rel, "sha256": sha256_file(path), "bytes": path.stat().st_size, "notebook": notebook,
+                 "profile": profile}
+    _write_manifest(list(rows.values()))
+
+
+def verify_manifest() -> int:
+    """Every file in results/MANIFEST.csv exists and has the recorded sha256."""
+    rows = _read_manifest()
+    if not rows:
+        print(f"error: {MANIFEST} is missing or empty; run `make reproduce` first", file=sys.stderr)
+        return 1
+    problems = []
+    for row in rows:
+        path = REPO_ROOT / row["path"]
+        if not path.is_file():
+            problems.append(f"{row['path']}: missing")
+        elif sha256_file(path) != row["sha256"]:
+            problems.append(f"{row['path']}: sha256 differs from the manifest")
+    for problem in problems:
+        print(problem)
+    print(f"{len(rows) - len(problems)}/{len(rows)} files match {MANIFEST.relative_to(REPO_ROOT)}")
+    return 1 if problems else 0
+
+
+def refresh_notebook(path: Path, timeout: int = 1800) -> None:
+    """Execute a committed notebook in place under the quick profile (its stored outputs become the nbval reference)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    os.environ["FUSION_PROFILE"] = "quick"
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
+    with atomic_write(path, "w") as handle:
+        nbformat.write(nb, handle)
+    strip_images(path)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "refresh":
+        for name in sys.argv[2:]:
+            print(f"refreshing {name} under the quick profile", flush=True)
+            refresh_notebook(Path(name))
+    else:
+        print("usage: python -m fusion_core.reproduce refresh notebooks/NN_name.ipynb ...", file=sys.stderr)
+        raise SystemExit(2)

@@ -1,0 +1,255 @@
+r"""Test-time fusion rules: merge the feature maps of the infrared and visible images.
+
+An auto-encoder fusion method (DIDFuse, DenseFuse, NestFuse, ...) encodes each source, merges the two
+feature stacks with a hand-designed *rule*, and decodes the merged stack. A rule maps two tensors
+``a`` (infrared) and ``b`` (visible) of shape N×C×H×W to one of the same shape.
+
+The rules of DIDFuse (Zhao et al., spec 001 §3.2; ``S`` = spatial attention module, ``C`` = channel
+attention module, Eq. 17 combines them as :math:`F = \tfrac12 (F^{spa} + F^{cha})`):
+
+=============  =============================================================  =====================
+name           rule                                                           where
+=============  =============================================================  =====================
+``ave``        :math:`\gamma a + (1-\gamma) b`, :math:`\gamma = 0.5` (Eq. 13)   Table III col 1
+``l1``         ℓ1-attention: weights from the 3×3-box-blurred channel ℓ1 norm   Table III col 2
+               (Eqs. 7–8)
+``sal``        saliency attention: histogram saliency per channel, refined      Table III col 3
+               by a guided filter (Eqs. 9–12)
+``ave+cam``    ½ (ave + CAM)                                                  Table III col 4
+``l1+cam``     ½ (l1 + CAM)                                                   Table III col 5
+``sal+cam``    ½ (sal + CAM) — the paper's final fusion layer                 Table III col 6
+``sum``        :math:`a + b` — the authors' IJCAI test code (``addition_mode   released outputs
+               ='Sum'``); reproduces their released fused images
+=============  =============================================================  =====================
+
+Rules are looked up by name in :data:`STRATEGIES`; :func:`get_strategy` also accepts parameters,
+either as keywords or in the name (``"sal+cam:radius=7,eps=0.01"``).
+
+Example::
+
+    >>> import torch
+    >>> a, b = torch.rand(1, 64, 32, 32), torch.rand(1, 64, 32, 32)
+    >>> get_strategy("sal+cam:radius=7")(a, b).shape
+    torch.Size([1, 64, 32, 32])
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Callable, NamedTuple
+
+import torch
+from kornia.filters import box_blur, guided_blur
+
+from .registry import Registry
+
+Rule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+STRATEGIES: Registry[Rule] = Registry("fusion strategy")
+
+EPS = 1e-12  # keeps every normalising denominator away from zero (spec A-§3.2: an assumption)
+LEVELS = 256  # grey levels of the saliency histogram (Eq. 9: k = 0..255)
+
+
+def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
+    if a.shape != b.shape or a.ndim != 4:
+        raise ValueError(f"fusion rule needs two N×C×H×W tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+# --------------------------------------------------------------------------- spatial rules
+
+@STRATEGIES.register("sum")
+def sum_rule(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    r"""$F = a + b$ (the IJCAI code's ``Sum`` mode)."""
+    _check_pair(a, b)
+    return a + b
+
+
+@STRATEGIES.register("ave")
+def weighted_average(a: torch.Tensor, b: torch.Tensor, gamma: float = 0.5) -> torch.Tensor:
+    r"""Eq. 13: $F = \gamma a + (1 - \gamma) b$."""
+    _check_pair(a, b)
+    return gamma * a + (1.0 - gamma) * b
+
+
+def l1_weights(a: torch.Tensor, b: torch.Tensor, window: int = 3) -> torch.Tensor:
+    r"""Eq. 7: $\eta_a = \psi(\|a\|_1) / (\psi(\|a\|_1) + \psi(\|b\|_1))$, N×1×H×W.
+
+    $\|a(x, y)\|_1 = \sum_c |a^c(x, y)|$ is the activity at each pixel and $\psi$ a window×window mean
+    filter with zero padding (as the IJCAI code's ``l1_addition``). Eq. 7 is a plain normalisation; the
+    text's word "softmax" is not applied as an exponential.
+    """
+    _check_pair(a, b)
+    activity_a = box_blur(a.abs().sum(1, keepdim=True), window, border_type="constant")
+    activity_b = box_blur(b.abs().sum(1, keepdim=True), window, border_type="constant")
+    return activity_a / (activity_a + activity_b + EPS)
+
+
+@STRATEGIES.register("l1")
+def l1_attention(a: torch.Tensor, b: torch.Tensor, window: int = 3) -> torch.Tensor:
+    r"""Eq. 8: $F = \eta_a \otimes a + (1 - \eta_a) \otimes b$ with $\eta$ from :func:`l1_weights`."""
+    weight = l1_weights(a, b, window)
+    return weight * a + (1.0 - weight) * b
+
+
+def quantise_jointly(a: torch.Tensor, b: torch.Tensor, levels: int = LEVELS) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Map each channel of ``a`` and ``b`` to integers $0..L-1$ over their *joint* min–max range.
+
+    $q = \mathrm{round}((L-1)(x - m) / (M - m))$ with $m, M$ the min and max of the channel over both
+    sources, so equal feature values get equal levels in the two images (spec §3.2.2, an assumption:
+    the paper applies Eq. 9 to 8-bit images and does not say how real-valued maps are quantised).
+    """
+    low = torch.minimum(a.amin((-2, -1), keepdim=True), b.amin((-2, -1), keepdim=True))
+    high = torch.maximum(a.amax((-2, -1), keepdim=True), b.amax((-2, -1), keepdim=True))
+    scale = (levels - 1) / (high - low + EPS)
+    return ((a - low) * scale).round().clamp(0, levels - 1), ((b - low) * scale).round().clamp(0, levels - 1)
+
+
+def histogram_saliency(q: torch.Tensor, levels: int = LEVELS) -> torch.Tensor:
+    r"""Eq. 9 per channel: $S(x, y) = \sum_{k=0}^{L-1} H(k)\,|q(x, y) - k|$, with $H$ the normalised histogram.
+
+    ``q`` holds integer levels (N×C×H×W). Computed through a lookup table
+    $T[v] = \sum_k H(k)|v - k|$, then $S = T[q]$.
+    """
+    n, c = q.shape[:2]
+    index = q.long().flatten(2)  # N×C×HW
+    hist = torch.zeros(n, c, levels, dtype=q.dtype, device=q.device)
+    hist.scatter_add_(2, index, torch.ones_like(q.flatten(2)))
+    hist /= index.shape[-1]
+    grid = torch.arange(levels, dtype=q.dtype, device=q.device)
+    table = hist @ (grid[:, None] - grid[None, :]).abs()  # N×C×L, T[v] = Σ_k H(k)|k − v|
+    return table.gather(2, index).view_as(q)
+
+
+def saliency_weights(
+    a: torch.Tensor, b: torch.Tensor, radius: int = 45, eps: float = 0.01, levels: int = LEVELS
+) -> torch.Tensor:
+    r"""Eqs. 9–11: per-channel weight of ``a`` (N×C×H×W); the weight of ``b`` is one minus it.
+
+    $\tilde\omega_a = S_a / (S_a + S_b)$ (Eq. 10), then
+    $\omega_a = \chi(\tilde\omega_a, a) / (\chi(\tilde\omega_a, a) + \chi(\tilde\omega_b, b))$ (Eq. 11)
+    with $\chi(p, G)$ He et al.'s guided filter of $p$ guided by $G$ (kornia ``guided_blur``, box radius
+    ``radius``, regulariser ``eps``, reflect border). Each channel is its own image; the guide is the
+    channel's quantised levels scaled to [0, 1]. ``radius`` is capped at ``min(H, W) - 1`` so that the
+    reflect border exists on small inputs. Defaults r = 45, ε = 0.01 are Lahoud & Süsstrunk's base-layer
+    values (the paper gives none; spec A11).
+    """
+    _check_pair(a, b)
+    n, c, h, w = a.shape
+    qa, qb = quantise_jointly(a, b, levels)
+    sal_a, sal_b = histogram_saliency(qa, levels), histogram_saliency(qb, levels)
+    raw_a = sal_a / (sal_a + sal_b + EPS)
+    radius = max(1, min(radius, h - 1, w - 1))
+    kernel = 2 * radius + 1
+
+    def refine(weight: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        guide = (q / (levels - 1)).reshape(n * c, 1, h, w)
+        smooth = guided_blur(guide, weight.reshape(n * c, 1, h, w), kernel, eps, border_type="reflect", separable=True)
+        return smooth.reshape(n, c, h, w).clamp_min(0)
+
+    chi_a, chi_b = refine(raw_a, qa), refine(1.0 - raw_a, qb)
+    return chi_a / (chi_a + chi_b + EPS)
+
+
+@STRATEGIES.register("sal")
+def saliency_attention(a: torch.Tensor, b: torch.Tensor, radius: int = 45, eps: float = 0.01) -> torch.Tensor:
+    r"""Eq. 12: $F = \omega_a \otimes a + (1 - \omega_a) \otimes b$ with $\omega$ from :func:`saliency_weights`."""
+    weight = saliency_weights(a, b, radius, eps)
+    return weight * a + (1.0 - weight) * b
+
+
+# --------------------------------------------------------------------------- channel attention
+
+# Ω of Eq. 14, "global pooling" (type not stated). absmean is the default because tanh/PReLU features
+# take both signs and a signed mean makes the Eq. 15 denominator ≈ 0 (spec A12, §11.3).
+POOLS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "absmean": lambda x: x.abs().mean((-2, -1), keepdim=True),
+    "mean": lambda x: x.mean((-2, -1), keepdim=True),
+    "max": lambda x: x.amax((-2, -1), keepdim=True),
+}
+
+
+def channel_weights(a: torch.Tensor, b: torch.Tensor, pool: str = "absmean") -> torch.Tensor:
+    r"""Eqs. 14–15: $\lambda_a^n = \Omega(a^n) / (\Omega(a^n) + \Omega(b^n))$, shape N×C×1×1."""
+    _check_pair(a, b)
+    if pool not in POOLS:
+        raise ValueError(f"channel pooling '{pool}' is not one of {sorted(POOLS)}")
+    pooled_a, pooled_b = POOLS[pool](a), POOLS[pool](b)
+    return pooled_a / (pooled_a + pooled_b + EPS)
+
+
+def channel_attention(a: torch.Tensor, b: torch.Tensor, pool: str = "absmean") -> torch.Tensor:
+    r"""Eq. 16: $F^{cha} = \lambda_a \odot a + (1 - \lambda_a) \odot b$ (channel-wise weights)."""
+    weight = channel_weights(a, b, pool)
+    return weight * a + (1.0 - weight) * b
+
+
+def _with_cam(spatial: Rule, name: str) -> Rule:
+    """Eq. 17: the average of a spatial rule and the channel attention module."""
+    spatial_params = list(inspect.signature(spatial).parameters)[2:]
+
+    def rule(a: torch.Tensor, b: torch.Tensor, pool: str = "absmean", **params) -> torch.Tensor:
+        return 0.5 * (spatial(a, b, **params) + channel_attention(a, b, pool))
+
+    rule.__name__ = name.replace("+", "_")
+    rule.__doc__ = f"Eq. 17: ½ ({spatial.__name__} + channel_attention); parameters {spatial_params + ['pool']}."
+    rule.accepts = set(spatial_params) | {"pool"}  # type: ignore[attr-defined]
+    return rule
+
+
+for _name, _spatial in [("ave", weighted_average), ("l1", l1_attention), ("sal", saliency_attention)]:
+    STRATEGIES.register(f"{_name}+cam")(_with_cam(_spatial, f"{_name}+cam"))
+
+TABLE3_STRATEGIES = ("ave", "l1", "sal", "ave+cam", "l1+cam", "sal+cam")  # Table III, left to right
+
+
+# --------------------------------------------------------------------------- lookup and application
+
+def _accepted(rule: Rule) -> set[str]:
+    return getattr(rule, "accepts", None) or set(list(inspect.signature(rule).parameters)[2:])
+
+
+def _parse_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def get_strategy(spec: str | Rule, **params) -> Rule:
+    """A rule by name (``"sal+cam"``), with parameters as keywords or ``"name:key=value,key=value"``.
+
+    Unknown names list the known ones; unknown parameters list the accepted ones.
+    """
+    if callable(spec):
+        return functools.partial(spec, **params) if params else spec
+    name, _, options = spec.partition(":")
+    for item in filter(None, options.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"strategy '{spec}': option '{item}' is not key=value")
+        params[key.strip()] = _parse_value(value.strip())
+    rule = STRATEGIES[name.strip()]
+    unknown = set(params) - _accepted(rule)
+    if unknown:
+        raise ValueError(
+            f"strategy '{name}' does not take {sorted(unknown)}; it takes {sorted(_accepted(rule)) or 'no options'}"
+        )
+    return functools.partial(rule, **params) if params else rule
+
+
+def fuse_features(ir: NamedTuple, vis: NamedTuple, rule: str | Rule, skip_rule: str | Rule | None = None,
+                  skip_fields: tuple[str, ...] = ()) -> NamedTuple:
+    """Merge two feature tuples field by field (fields that are ``None`` stay ``None``).
+
+    ``skip_fields`` (e.g. DIDFuse's ``("f1", "f2")``) use ``skip_rule`` — the main rule when ``None``
+    (spec A3, ``fuse_skip="same"``).
+    """
+    main = get_strategy(rule)
+    skip = main if skip_rule is None else get_strategy(skip_rule)
+    merged = {}
+    for field in ir._fields:
+        x, y = getattr(ir, field), getattr(vis, field)
+        merged[field] = None if x is None else (skip if field in skip_fields else main)(x, y)
+    return type(ir)(**merged)

@@ -1,0 +1,373 @@
+"""The one training loop every paper reuses: seeded, resumable, logged, AMP on CUDA.
+
+A paper passes its model, its loss and an in-memory data set; it does not copy the loop::
+
+    seed_everything(0)                                  # before the model is built: same init
+    model = DIDFuse()
+    pairs = data.load_split("didfuse", "train")
+    crops = CropPairs.from_pairs(pairs, crop=128)       # images decoded once, kept in memory
+    history = train(model, DIDFuseLoss("paper"), crops,
+                    TrainConfig(epochs=120, batch_size=24, lr=1e-3, milestones=(40, 80)),
+                    checkpoint="checkpoints/didfuse/run.pt")
+
+``loss_fn(model, batch)`` returns a dict of scalar tensors with the optimised value under
+``"total"``; every term is averaged over the iterations of an epoch and logged.
+
+Files written (atomically, after every epoch) next to ``checkpoint`` = ``DIR/NAME.pt``:
+
+* ``NAME.pt`` — model, optimizer, scheduler, AMP scaler, epoch, every RNG state and the history: a
+  run resumes from it exactly where it stopped (same numbers as an uninterrupted run).
+* ``NAME.json`` — manifest: sha256 and size of ``NAME.pt``, parameter count, data, epochs, device,
+  torch version, git commit, profile, seed, config, wall time, final losses.
+* ``NAME_history.csv`` — one row per epoch: epoch, lr, seconds, every loss term.
+"""
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import random
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import data
+from .io import atomic_write, sha256_file, write_csv, write_json
+
+CHECKPOINT_FORMAT = "fusion_core.train/1"
+
+LossFn = Callable[[nn.Module, tuple], dict[str, torch.Tensor]]
+
+
+# --------------------------------------------------------------------------- configuration
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation protocol: Adam, step decay by ``gamma`` at ``milestones`` (epochs), fixed seed."""
+
+    epochs: int
+    batch_size: int
+    lr: float = 1e-3
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    seed: int = 0
+    shuffle: bool = True  # seeded permutation per epoch; False = file order (the DIDFuse code)
+    drop_last: bool = False
+    device: str = "cpu"
+    amp: bool = True  # mixed precision, used only on CUDA
+    profile: str = "custom"
+    save_every: int = 1  # epochs between checkpoint writes (the last epoch is always written)
+
+    def __post_init__(self):
+        if self.epochs < 0 or self.batch_size < 1:
+            raise ValueError(f"epochs must be ≥ 0 and batch_size ≥ 1, got {self.epochs} and {self.batch_size}")
+
+
+# --------------------------------------------------------------------------- determinism
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) and make cuDNN deterministic."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "torch": torch.get_rng_state(),
+        "loop": generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, generator: torch.Generator) -> None:
+    random.setstate(state["python"])
+    np_state = state["numpy"]
+    np.random.set_state((np_state["name"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["gauss"]))
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["loop"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------- data in memory
+
+class BatchSource(Protocol):
+    """What the loop needs from a data set: its length and a batch for given indices."""
+
+    def __len__(self) -> int: ...
+
+    def take(self, indices: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]: ...
+
+
+@dataclass
+class CropPairs:
+    """Registered IR / VIS-Y pairs decoded once and held in memory, served as crops.
+
+    ``mode="center"``: one fixed crop per pair, cut once (DIDFuse: "center-crop 128×128"), so a batch
+    is an index into two stacked tensors. ``mode="random"``: the full images are kept and every batch
+    takes a fresh seeded random window of each pair.
+    """
+
+    ir: list[torch.Tensor]  # each 1×H×W (center: all crop×crop)
+    vis: list[torch.Tensor]
+    crop: int
+    mode: str = "center"
+    names: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[data.Pair], crop: int = 128, mode: str = "center",
+                   progress: bool = False) -> "CropPairs":
+        if mode not in ("center", "random"):
+            raise ValueError(f"crop mode '{mode}' is not 'center' or 'random'")
+        if not pairs:
+            raise data.DataError("no training pairs given")
+        irs, viss = [], []
+        for pair in tqdm(pairs, desc="load pairs", unit="pair", disable=not progress):
+            images = data.load_pair(pair)
+            h, w = images.ir.shape[-2:]
+            if h < crop or w < crop:
+                raise data.DataError(f"{pair.ir}: {w}x{h} is smaller than the {crop}x{crop} training crop")
+            if mode == "center":
+                top, left = (h - crop) // 2, (w - crop) // 2  # torchvision CenterCrop's rounding (down)
+                irs.append(images.ir[0, :, top:top + crop, left:left + crop].clone())
+                viss.append(images.vis[0, :, top:top + crop, left:left + crop].clone())
+            else:
+                irs.append(images.ir[0])
+                viss.append(images.vis[0])
+        crops = cls(irs, viss, crop, mode, [p.name for p in pairs])
+        if mode == "center":
+            crops._ir_stack, crops._vis_stack = torch.stack(irs), torch.stack(viss)
+        return crops
+
+    def __len__(self) -> int:
+        return len(self.ir)
+
+    def take(self, indices: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.mode == "center":
+            return self._ir_stack[indices], self._vis_stack[indices]
+        irs, viss = [], []
+        for i in indices.tolist():
+            h, w = self.ir[i].shape[-2:]
+            top = int(torch.randint(0, h - self.crop + 1, (1,), generator=generator))
+            left = int(torch.randint(0, w - self.crop + 1, (1,), generator=generator))
+            irs.append(self.ir[i][:, top:top + self.crop, left:left + self.crop])
+            viss.append(self.vis[i][:, top:top + self.crop, left:left + self.crop])
+        return torch.stack(irs), torch.stack(viss)
+
+    def describe(self) -> dict:
+        digest = hashlib.sha256("\n".join(self.names).encode()).hexdigest()
+        return {"pairs": len(self), "crop": self.crop, "crop_mode": self.mode, "names_sha256": digest,
+                "first": self.names[:1], "last": self.names[-1:]}
+
+
+# --------------------------------------------------------------------------- bookkeeping
+
+def git_commit() -> dict:
+    """Commit of the working tree (``git rev-parse HEAD``) and whether tracked files differ from it."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+        return {"git_sha": sha.stdout.strip() or None, "git_dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_sha": None, "git_dirty": None}
+
+
+def checkpoint_paths(checkpoint: str | Path) -> tuple[Path, Path, Path]:
+    """(checkpoint, manifest ``.json``, ``_history.csv``) for a checkpoint path."""
+    path = Path(checkpoint)
+    return path, path.with_suffix(".json"), path.with_name(f"{path.stem}_history.csv")
+
+
+def _save(path: Path, state: dict) -> None:
+    buffer = _io.BytesIO()
+    torch.save(state, buffer)
+    with atomic_write(path, "wb") as handle:
+        handle.write(buffer.getvalue())
+
+
+def _load(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise data.DataError(f"{path}: cannot resume from this checkpoint ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise data.DataError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
+    return state
+
+
+# Settings that must agree for a resumed run to continue the same run (epochs may grow).
+_RESUME_KEYS = ("batch_size", "lr", "milestones", "gamma", "betas", "weight_decay", "seed", "shuffle", "drop_last")
+
+
+def _check_resumable(path: Path, saved: dict, config: TrainConfig, model: nn.Module) -> None:
+    current = asdict(config)
+    changed = [k for k in _RESUME_KEYS if _norm(saved["config"].get(k)) != _norm(current[k])]
+    if changed:
+        detail = ", ".join(f"{k}: {saved['config'].get(k)} → {current[k]}" for k in changed)
+        raise data.DataError(f"{path}: checkpoint was trained with other settings ({detail}); "
+                             "use another checkpoint path or resume=False")
+    if saved.get("model_class") != type(model).__name__:
+        raise data.DataError(f"{path}: checkpoint holds a {saved.get('model_class')}, not a {type(model).__name__}")
+
+
+def _norm(value):
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
+# --------------------------------------------------------------------------- the loop
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    dataset: BatchSource,
+    config: TrainConfig,
+    checkpoint: str | Path | None = None,
+    resume: bool = True,
+    log: Callable[[str], None] | None = tqdm.write,
+    progress: bool = True,
+    data_info: dict | None = None,
+    loss_info: dict | None = None,
+) -> pd.DataFrame:
+    """Train ``model`` in place for ``config.epochs`` epochs; returns the per-epoch loss history.
+
+    With ``checkpoint`` set, state is saved after every ``save_every`` epochs and, when ``resume`` is
+    true and the file exists, training continues from it (raising the epoch count of a finished run
+    trains the extra epochs). Same seed, same device and thread count → the same numbers.
+    """
+    device = torch.device(config.device)
+    use_amp = config.amp and device.type == "cuda"
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), gamma=config.gamma)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    generator = torch.Generator().manual_seed(config.seed)
+    history: list[dict] = []
+    start_epoch, seconds_before = 0, 0.0
+
+    paths = checkpoint_paths(checkpoint) if checkpoint is not None else None
+    if paths and resume and paths[0].is_file():
+        saved = _load(paths[0])
+        _check_resumable(paths[0], saved, config, model)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        _set_rng_state(saved["rng"], generator)
+        history = list(saved["history"])
+        start_epoch, seconds_before = saved["epoch"], float(saved.get("seconds", 0.0))
+        if log and start_epoch < config.epochs:
+            log(f"resuming {paths[0]} at epoch {start_epoch + 1}/{config.epochs}")
+    else:
+        seed_everything(config.seed)
+
+    n = len(dataset)
+    per_epoch = n // config.batch_size if config.drop_last else -(-n // config.batch_size)
+    if per_epoch == 0:
+        raise ValueError(f"{n} training samples make no batch of {config.batch_size} with drop_last")
+    started = time.perf_counter()
+    epochs = tqdm(range(start_epoch, config.epochs), desc="epochs", unit="epoch", disable=not progress,
+                  initial=start_epoch, total=config.epochs)
+    for epoch in epochs:
+        model.train()
+        tick = time.perf_counter()
+        order = torch.randperm(n, generator=generator) if config.shuffle else torch.arange(n)
+        sums: dict[str, float] = {}
+        lr = optimizer.param_groups[0]["lr"]
+        iterations = tqdm(range(per_epoch), desc=f"epoch {epoch + 1}", unit="it", leave=False, disable=not progress)
+        for it in iterations:
+            batch = dataset.take(order[it * config.batch_size:(it + 1) * config.batch_size], generator)
+            batch = tuple(t.to(device, non_blocking=True) for t in batch)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, enabled=use_amp):
+                terms = loss_fn(model, batch)
+            total = terms["total"]
+            if not torch.isfinite(total):
+                raise FloatingPointError(f"epoch {epoch + 1}, iteration {it + 1}: loss is {total.item()}")
+            scaler.scale(total).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            iterations.set_postfix(loss=f"{float(total):.4f}")
+        scheduler.step()
+        row = {"epoch": epoch + 1, "lr": lr, "iterations": per_epoch, "seconds": time.perf_counter() - tick}
+        row.update({key: value / per_epoch for key, value in sums.items()})
+        history.append(row)
+        epochs.set_postfix(loss=f"{row['total']:.4f}")
+        if log:
+            log(f"epoch {epoch + 1}/{config.epochs} " + " ".join(f"{k}={v:.5g}" for k, v in row.items()
+                                                              if k not in ("epoch", "iterations")))
+        last = epoch + 1 == config.epochs
+        if paths and (last or (epoch + 1) % config.save_every == 0):
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                "model_class": type(model).__name__,
+                "model_config": getattr(model, "config", None),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epoch + 1,
+                "rng": _rng_state(generator),
+                "history": history,
+                "config": asdict(config),
+                "seconds": seconds_before + time.perf_counter() - started,
+            }
+            _save(paths[0], state)
+            write_csv(paths[2], pd.DataFrame(history))
+            write_json(paths[1], _manifest(paths[0], model, config, history, state["seconds"], device,
+                                           data_info or _describe(dataset), loss_info or _describe(loss_fn)))
+    return pd.DataFrame(history)
+
+
+def _describe(obj) -> dict | None:
+    return obj.describe() if hasattr(obj, "describe") else None
+
+
+def _manifest(path: Path, model: nn.Module, config: TrainConfig, history: list[dict], seconds: float,
+              device: torch.device, data_info, loss_info) -> dict:
+    final = history[-1] if history else {}
+    return {
+        "checkpoint": path.name,
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "model_class": type(model).__name__,
+        "model_config": getattr(model, "config", None),
+        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "data": data_info,
+        "loss": loss_info,
+        "epochs_done": len(history),
+        "epochs": config.epochs,
+        "profile": config.profile,
+        "seed": config.seed,
+        "config": asdict(config),
+        "device": str(device) if device.type != "cuda" else f"cuda:{torch.cuda.get_device_name(device)}",
+        "amp": config.amp and device.type == "cuda",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        **git_commit(),
+        "seconds": round(seconds, 1),
+        "final": {k: v for k, v in final.items() if k not in ("epoch",)},
+        "history": f"{path.stem}_history.csv",
+    }

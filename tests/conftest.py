@@ -1,0 +1,14 @@
+"""Shared fixtures: the real data root (tests that need it skip, with the reason, only when it is absent)."""
+from __future__ import annotations
+
+import pytest
+
+from fusion_core import data
+
+
+@pytest.fixture(scope="session")
+def data_root():
+    try:
+        return data.data_root()
+    except data.DataError as exc:
+        pytest.skip(f"real data not available: {exc}")
