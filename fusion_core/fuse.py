@@ -36,6 +36,8 @@ def fuse_pairs(
     All pairs are validated from their headers before anything is fused or written, so bad input
     fails with one error naming the file and leaves ``out_dir`` untouched.
     """
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device is available on this machine")
     for pair in pairs:
         data.check_pair(pair)
     fuser = build_method(method, weights=weights, strategy=strategy, device=device)

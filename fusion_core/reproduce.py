@@ -23,7 +23,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from .data import REPO_ROOT
+from .data import REPO_ROOT, data_root
 from .io import atomic_write, sha256_file, write_json, write_text
 from .report import RESULTS_ROOT, collect_fidelity, results_dir, to_markdown
 
@@ -183,7 +183,7 @@ def run_notebooks(profile: str = "eval", only: str | None = None, verify: str = 
             "notebook": notebook.name, "paper": paper, "profile": profile, "parameters": parameters,
             "git_sha": git_sha(), "device": device_description(), "start": started.isoformat(timespec="seconds"),
             "end": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "minutes": round(minutes, 2),
-            "packages": package_versions(), "data_root": os.environ.get("FUSION_DATA", "../shared/data"),
+            "packages": package_versions(), "data_root": str(data_root()),
         })
         print(f"  done in {minutes:.1f} min", flush=True)
         if profile != "quick":

@@ -309,7 +309,7 @@ def train(
             scaler.update()
             for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
-            iterations.set_postfix(loss=f"{float(total):.4f}")
+            iterations.set_postfix(loss=f"{float(total.detach()):.4f}")
         scheduler.step()
         row = {"epoch": epoch + 1, "lr": lr, "iterations": per_epoch, "seconds": time.perf_counter() - tick}
         row.update({key: value / per_epoch for key, value in sums.items()})

@@ -48,7 +48,7 @@ for start in range(0, len(names), 2):
     titles.append(title)
 fig = report.image_grid(rows, [""] * len(rows), [], title="One example pair per data set (IR, VIS; two sets per row)",
                         cell=2.6, panel_titles=titles)
-io.save_figure(fig, out / "example_pairs.png")
+io.save_figure(fig, out / "example_pairs.png", dpi=72)
 plt.close(fig)
 print(len(rows), "rows")""", CHECK),
 ])

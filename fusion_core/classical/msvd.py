@@ -11,7 +11,11 @@ with the larger magnitude, the fused basis $U = \tfrac12 (U_1 + U_2)$, and $X_F 
 Parameters (paper and the code VIFB ran): one decomposition level. Odd sizes are padded by
 repeating the last row/column and cropped back (VIFB resized to even size instead). VIFB ran it
 per RGB channel of a colour visible image with the grey IR image (no min–max rescaling there).
-The signs of the singular vectors follow LAPACK's SVD, like MATLAB's ``svd``.
+The sign of each singular vector is arbitrary (LAPACK's choice), which makes the paper's average
+$\tfrac12 (U_1 + U_2)$ ill-defined; we flip each column of $U_2$ to point the same way as that of
+$U_1$ (positive inner product), so the result does not depend on the linear-algebra library.
+VIFB's MATLAB outputs carry MATLAB/MKL's own, data-dependent signs, which is what limits our
+agreement with them (see notebooks/98_classical_validation.ipynb).
 """
 from __future__ import annotations
 
@@ -43,6 +47,8 @@ def msvd_array(ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
     pad = ((0, h % 2), (0, w % 2))
     a, b = np.pad(ir, pad, mode="edge"), np.pad(vis, pad, mode="edge")
     (t_a, u_a), (t_b, u_b) = msvd(a), msvd(b)
+    signs = np.where(np.sum(u_a * u_b, axis=0) < 0, -1.0, 1.0)
+    u_b, t_b = u_b * signs, t_b * signs[:, None]
     fused = np.where(np.abs(t_a) >= np.abs(t_b), t_a, t_b)
     fused[0] = 0.5 * (t_a[0] + t_b[0])
     return _unblocks(0.5 * (u_a + u_b) @ fused, a.shape)[:h, :w]

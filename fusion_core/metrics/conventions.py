@@ -1,0 +1,190 @@
+"""Conventions: each toolbox's definitions as data — which metrics, with which options — not as branches.
+
+A convention fixes how images enter the metrics (``colour``, ``quantize``) and, per reported column,
+the registered metric and its options. ``docs/metric_conventions.md`` explains every entry.
+
+``colour``: ``grey`` converts any RGB input with MATLAB ``rgb2gray`` (rounded, as on uint8 images);
+``per_channel`` (VIFB) scores each RGB channel of the fused image against the same channel of each
+RGB source (a one-channel source is used as is) and averages the three values.
+``quantize``: round to 8-bit grey levels first, as the MATLAB toolboxes read saved uint8 images.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+U8 = 1.0 / 255.0  # value_scale that turns grey levels into im2double's [0, 1]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A reported column: the registered metric it comes from and the options the toolbox uses."""
+
+    metric: str
+    options: Mapping = field(default_factory=dict)
+    colour: str | None = None  # per-metric override of the convention's colour handling
+
+
+@dataclass(frozen=True)
+class Convention:
+    name: str
+    description: str
+    columns: Mapping[str, Column]
+    colour: str = "grey"
+    quantize: bool = True
+    default: tuple[str, ...] = ()
+
+    def column(self, name: str) -> Column:
+        """The column ``name``: the convention's own, else the registered metric with its defaults."""
+        return self.columns.get(name, Column(name))
+
+    @property
+    def default_columns(self) -> tuple[str, ...]:
+        return self.default or tuple(self.columns)
+
+
+def _conv(name, description, columns, **kw) -> Convention:
+    return Convention(name, description, MappingProxyType(dict(columns)), **kw)
+
+
+VIFB = _conv(
+    "vifb",
+    "VIFB benchmark (Zhang, Ye, Xiao, CVPRW 2020), its 13 MATLAB metrics in metrics/*.m, called as "
+    "metricsX(imgVI, imgIR, fused) on the decoded JPEGs, colour evaluated per channel.",
+    {
+        "CE": Column("CE"),
+        "EN": Column("EN", {"binning": "floor"}),
+        "MI": Column("MI", {"log_base": 2.718281828459045, "normalise": "minmax", "reduce": "sum"}),
+        "PSNR": Column("PSNR", {"form": "sqrt_sse_over_mn", "peak": 255.0}),
+        "AG": Column("AG", {"mode": "matlab"}),
+        "EI": Column("EI", {"boundary": "replicate"}),
+        "Qabf": Column("Qabf", {"value_scale": 255.0, "equal_quirk": True}),
+        "SD": Column("SD"),
+        "SF": Column("SF", {"normalise": "mn"}, colour="side_by_side"),
+        "RMSE": Column("RMSE", {"form": "sqrt_sse_over_mn"}),
+        "SSIM": Column("SSIM", {"reduce": "sum", "shape": "valid", "data_range": 255.0}),
+        "Qcb": Column("Qcb"),
+        "Qcv": Column("Qcv"),
+    },
+    colour="per_channel",
+)
+
+TANG = _conv(
+    "tang",
+    "Tang et al.'s MATLAB set (SeAFusion/PIAFusion Evaluation/analysis_Reference.m, easy=1), used by many "
+    "recent IVIF papers; grey uint8 images, some metrics on im2double [0, 1] images.",
+    {
+        "EN": Column("EN"),
+        "SD": Column("SD", {"uint8_saturation": True}),
+        "SF": Column("SF", {"value_scale": U8, "normalise": "count"}),
+        "AG": Column("AG", {"mode": "matlab"}),
+        "MI": Column("MI", {"log_base": 2.0, "reduce": "sum"}),
+        "VIF": Column("VIF", {"kind": "vifp", "reduce": "sum", "noise_var": 2.0}),
+        "SCD": Column("SCD"),
+        "CC": Column("CC", {"reduce": "mean", "tang_mean_bug": True}),
+        "Qabf": Column("Qabf", {"value_scale": U8, "equal_quirk": True}),
+        "PSNR": Column("PSNR", {"value_scale": U8, "peak": 255.0}),
+        "MSE": Column("MSE", {"value_scale": U8}),
+        "SSIM": Column("SSIM", {"reduce": "sum", "shape": "valid", "data_range": 255.0}),
+    },
+)
+
+LI = _conv(
+    "li",
+    "Li/Wu lab MATLAB set (DenseFuse analysis_Reference.m; NestFuse, Res2NetFuse): im2double [0, 1] images. "
+    "MI is reported with the analysis_MI.m bug (= 2·EN); MI_correct is the intended value.",
+    {
+        "EN": Column("EN"),
+        "MI": Column("MI", {"matlab_bug": True}),
+        "MI_correct": Column("MI", {"log_base": 2.0, "reduce": "sum"}),
+        "Qabf": Column("Qabf", {"value_scale": U8, "equal_quirk": True}),
+        "FMI_pixel": Column("FMI_pixel"),
+        "FMI_dct": Column("FMI_dct"),
+        "FMI_w": Column("FMI_w"),
+        "SCD": Column("SCD"),
+        "SSIM": Column("SSIM", {"reduce": "mean", "shape": "same", "boundary": "replicate", "data_range": 255.0}),
+        "MEF_SSIM": Column("MEF_SSIM"),
+        "Nabf": Column("Nabf"),
+    },
+)
+
+DIDFUSE = _conv(
+    "didfuse",
+    "DIDFuse (Zhao et al., IJCAI 2020 / extended) Table V as specified in spec_001 §5.2: EN, SD, SF (1/MN), "
+    "VIF = VIFp(IR) + VIFp(VIS), AG (MATLAB gradient), SCD on uint8 grey levels.",
+    {
+        "EN": Column("EN"),
+        "SD": Column("SD"),
+        "SF": Column("SF", {"normalise": "mn"}),
+        "VIF": Column("VIF", {"kind": "vifp", "reduce": "sum", "noise_var": 2.0}),
+        "AG": Column("AG", {"mode": "matlab"}),
+        "SCD": Column("SCD"),
+    },
+)
+
+MSFAM = _conv(
+    "msfam",
+    "Paper 003 (MSFAM, Sensors 2022), spec_003 §5.2: NestFuse MATLAB MI (= 2·EN) next to the correct MI, "
+    "CC as a sum (paper values > 1), VIF and MS-SSIM averaged over the two sources.",
+    {
+        "EN": Column("EN"),
+        "MSSIM": Column("MS_SSIM", {"reduce": "mean", "data_range": 255.0}),
+        "MI": Column("MI", {"matlab_bug": True}),
+        "MI_correct": Column("MI", {"log_base": 2.0, "reduce": "sum"}),
+        "SCD": Column("SCD"),
+        "CC": Column("CC", {"reduce": "sum"}),
+        "CC_mean": Column("CC", {"reduce": "mean"}),
+        "VIF": Column("VIF", {"kind": "vifp", "reduce": "mean"}),
+    },
+)
+
+AMFE = _conv(
+    "amfe",
+    "Paper 004 (AMFE), spec_004 §5.2: MI summed (bits), CC averaged, VIFF, Qabf, SCD, SSIM averaged (L = 255).",
+    {
+        "MI": Column("MI", {"log_base": 2.0, "reduce": "sum"}),
+        "CC": Column("CC", {"reduce": "mean"}),
+        "VIF": Column("VIF", {"kind": "viff"}),
+        "Qabf": Column("Qabf", {"equal_quirk": False}),
+        "SCD": Column("SCD"),
+        "SSIM": Column("SSIM", {"reduce": "mean", "shape": "valid", "data_range": 255.0}),
+    },
+)
+
+SAVF = _conv(
+    "savf",
+    "Paper 000 (SAVF), spec_000 §5.2: EN, CPBD, JNB, VIF (VIFp, mean), AG, SSIM (mean), MI (sum, bits); "
+    "extras SD, SF, Qabf.",
+    {
+        "EN": Column("EN"),
+        "CPBD": Column("CPBD"),
+        "JNB": Column("JNB"),
+        "VIF": Column("VIF", {"kind": "vifp", "reduce": "mean"}),
+        "AG": Column("AG", {"mode": "matlab"}),
+        "SSIM": Column("SSIM", {"reduce": "mean", "shape": "valid", "data_range": 255.0}),
+        "MI": Column("MI", {"log_base": 2.0, "reduce": "sum"}),
+        "SD": Column("SD"),
+        "SF": Column("SF", {"normalise": "mn"}),
+        "Qabf": Column("Qabf", {"equal_quirk": False}),
+    },
+)
+
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in (VIFB, TANG, LI, DIDFUSE, MSFAM, AMFE, SAVF)}
+# paper aliases: the convention each paper's tables used
+ALIASES: dict[str, str] = {"res2netfuse": "li", "densefuse": "li", "nestfuse": "li"}
+# VIFB's file suffixes (metrics_single/<pair>_<method>_<suffix>.txt) → our column names
+VIFB_SUFFIX = {
+    "Avg_gradient": "AG", "Cross_entropy": "CE", "Edge_intensity": "EI", "Entropy": "EN", "Mutinf": "MI",
+    "Psnr": "PSNR", "Qabf": "Qabf", "Qcb": "Qcb", "Qcv": "Qcv", "Rmse": "RMSE", "Spatial_frequency": "SF",
+    "Variance": "SD", "Ssim": "SSIM",
+}
+
+
+def get_convention(name: str) -> Convention:
+    key = ALIASES.get(name, name)
+    try:
+        return CONVENTIONS[key]
+    except KeyError:
+        known = ", ".join(sorted(set(CONVENTIONS) | set(ALIASES)))
+        raise ValueError(f"unknown convention '{name}'; known: {known}") from None

@@ -1,0 +1,106 @@
+"""``score(fused, ir, vis, metrics, convention)``: images in, one value per image and column out.
+
+Images are tensors N×C×H×W (C = 1 or 3) or arrays H×W / H×W×3, in [0, 1]. They become float64 grey-level
+planes (0..255) following the convention (quantisation, grey conversion or per-channel evaluation),
+each column's metric runs batched on them, and per-channel values are averaged.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+import torch
+
+from ._core import METRICS, rgb2gray
+from .conventions import Column, Convention, get_convention
+
+
+def _as_batch(image, name: str, device) -> torch.Tensor | None:
+    if image is None:
+        return None
+    t = torch.as_tensor(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
+    if t.dim() == 2:
+        t = t[None, None]
+    elif t.dim() == 3:
+        t = t.permute(2, 0, 1)[None] if t.shape[-1] in (1, 3) and t.shape[0] not in (1, 3) else t[None]
+    if t.dim() != 4 or t.shape[1] not in (1, 3):
+        raise ValueError(f"{name}: expected N×C×H×W with C = 1 or 3 (or H×W[×3]), got shape {tuple(t.shape)}")
+    return t.to(device=device, dtype=torch.float64)
+
+
+def _levels(t: torch.Tensor | None, quantize: bool) -> torch.Tensor | None:
+    if t is None:
+        return None
+    t = t * 255.0
+    return torch.floor(t.clamp(0, 255) + 0.5) if quantize else t
+
+
+def _grey(t: torch.Tensor, quantize: bool) -> torch.Tensor:
+    return rgb2gray(t, rounded=quantize) if t.shape[1] == 3 else t
+
+
+def _planes(fused, ir, vis, colour: str, quantize: bool):
+    """(fused, ir, vis) as (N·C)×H×W planes for the colour mode; C = the number of fused channels used."""
+    channels = fused.shape[1]
+    if colour == "grey" or channels == 1:
+        f, a, b = (_grey(x, quantize) if x is not None else None for x in (fused, ir, vis))
+        return f[:, 0], (a[:, 0] if a is not None else None), (b[:, 0] if b is not None else None), 1
+    if colour not in ("per_channel", "side_by_side"):
+        raise ValueError(f"unknown colour handling {colour!r}")
+
+    def match(x):
+        return None if x is None else (x if x.shape[1] == 3 else x.expand(-1, 3, -1, -1))
+
+    f, a, b = fused, match(ir), match(vis)
+    if colour == "side_by_side":  # MATLAB indexes an m×n×3 array as m×3n (channels side by side)
+        cat = lambda x: None if x is None else torch.cat(x.unbind(1), dim=-1)  # noqa: E731
+        return cat(f), cat(a), cat(b), 1
+    flat = lambda x: None if x is None else x.reshape(-1, *x.shape[-2:])  # noqa: E731
+    return flat(f), flat(a), flat(b), 3
+
+
+def score_column(column: Column, fused, ir, vis, convention: Convention) -> torch.Tensor:
+    """One column for a batch: N values (float64, on the images' device)."""
+    record = METRICS[column.metric]
+    if record.needs_sources and (ir is None or vis is None):
+        raise ValueError(f"metric '{column.metric}' needs the source images ir and vis")
+    colour = column.colour or convention.colour
+    f, a, b, c = _planes(fused, ir, vis, colour, convention.quantize)
+    values = record.fn(f, a, b, **{**record.defaults, **column.options})
+    return values.reshape(-1, c).mean(dim=1)
+
+
+def score(fused, ir=None, vis=None, metrics: Iterable[str] | None = None, convention: str = "tang",
+          device: str | torch.device | None = None, options: Mapping[str, Mapping] | None = None,
+          mi_matlab_bug: bool | None = None) -> dict[str, torch.Tensor]:
+    """Score fused images against their sources.
+
+    ``metrics``: column names (default: the convention's set); a registered metric the convention does not
+    list runs with its own defaults. ``options``: per-column option overrides, e.g. ``{"VIF": {"reduce": "mean"}}``.
+    ``mi_matlab_bug``: force the MI column to the DenseFuse/NestFuse MATLAB value (2·EN) or to the correct MI.
+    Returns ``{column: float64 tensor of N values}`` on the CPU.
+
+    >>> import torch
+    >>> x = torch.rand(1, 1, 64, 64)
+    >>> round(float(score(x, x, x, ["SCD"], "tang")["SCD"].isnan()), 0)  # F − B = 0: undefined correlation
+    1
+    """
+    conv = get_convention(convention)
+    device = torch.device(device) if device is not None else None
+    f = _as_batch(fused, "fused", device)
+    a, b = _as_batch(ir, "ir", f.device), _as_batch(vis, "vis", f.device)
+    for name, t in (("ir", a), ("vis", b)):
+        if t is not None and (t.shape[0] != f.shape[0] or t.shape[-2:] != f.shape[-2:]):
+            raise ValueError(f"{name}: shape {tuple(t.shape)} does not match fused {tuple(f.shape)}")
+    f, a, b = (_levels(x, conv.quantize) for x in (f, a, b))
+    names = list(metrics) if metrics is not None else list(conv.default_columns)
+    overrides = dict(options or {})
+    if mi_matlab_bug is not None:
+        overrides["MI"] = {**overrides.get("MI", {}), "matlab_bug": mi_matlab_bug}
+    out = {}
+    for name in names:
+        column = conv.column(name)
+        if name in overrides:
+            column = Column(column.metric, {**column.options, **overrides[name]}, column.colour)
+        out[name] = score_column(column, f, a, b, conv).cpu()
+    return out

@@ -1,0 +1,55 @@
+"""The notebook runner's bookkeeping: notebook → paper mapping, MANIFEST.csv recording and verification."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from fusion_core import reproduce
+
+
+@pytest.fixture()
+def sandbox(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(reproduce, "MANIFEST", tmp_path / "results" / "MANIFEST.csv")
+    out = tmp_path / "results" / "didfuse"
+    out.mkdir(parents=True)
+    return out
+
+
+def test_notebook_names_map_to_result_folders():
+    assert reproduce.paper_of(Path("01a_didfuse_table3.ipynb")) == "didfuse"
+    assert reproduce.paper_of(Path("99_metric_validation.ipynb")) == "metrics"
+    with pytest.raises(ValueError, match="must start with one of"):
+        reproduce.paper_of(Path("x_notes.ipynb"))
+
+
+def test_every_committed_notebook_has_a_parameters_cell_first():
+    import nbformat
+
+    books = reproduce.find_notebooks()
+    assert books, "no notebooks found"
+    for book in books:
+        first = nbformat.read(book, as_version=4).cells[0]
+        assert "parameters" in first.metadata.get("tags", []), f"{book.name}: first cell not tagged 'parameters'"
+        assert "profile" in first.source, f"{book.name}: no profile parameter"
+
+
+def test_recorded_files_verify_until_one_changes(sandbox, capsys):
+    since = time.time()
+    (sandbox / "table.csv").write_text("a,b\n1,2\n")
+    (sandbox / "fig.png").write_bytes(b"\x89PNG fake")
+    reproduce._record(sandbox, since, Path("01_didfuse.ipynb"), "eval")
+    assert reproduce.verify_manifest() == 0
+    (sandbox / "table.csv").write_text("a,b\n1,3\n")
+    assert reproduce.verify_manifest() == 1
+    assert "results/didfuse/table.csv: sha256 differs" in capsys.readouterr().out
+    (sandbox / "fig.png").unlink()
+    assert reproduce.verify_manifest() == 1
+    assert "results/didfuse/fig.png: missing" in capsys.readouterr().out
+
+
+def test_missing_manifest_is_an_error(sandbox, capsys):
+    assert reproduce.verify_manifest() == 1
+    assert "missing or empty" in capsys.readouterr().err
