@@ -464,3 +464,47 @@ def dataset_table(names: Iterable[str] | None = None, verify: bool = False):
             row["sha256"] = "OK" if not problems else f"{len(problems)} problem(s)"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- natural images (training corpora)
+
+def natural_image(spec: str) -> np.ndarray:
+    """A natural training image as grey uint8 H×W.
+
+    ``skimage:<name>``: an image shipped inside scikit-image (no download), e.g. ``skimage:camera``;
+    ``<dataset>/<stem>/<ir|vis|vis_hr>``: one side of a registered pair (``vis_hr``: RoadScene's HR folder).
+    Colour is converted with BT.601 luma and rounded (as PIL ``convert("L")`` / cv2 ``BGR2GRAY`` do).
+    """
+    if spec.startswith("skimage:"):
+        import skimage.data
+
+        name = spec.split(":", 1)[1]
+        loader = getattr(skimage.data, name, None)
+        if loader is None or name.startswith("_"):
+            raise DataError(f"{spec}: scikit-image ships no image called '{name}'")
+        array = np.asarray(loader())
+        if array.dtype != np.uint8:
+            raise DataError(f"{spec}: not an 8-bit image ({array.dtype})")
+        rgb = array[..., :3].astype(np.float64) / 255.0 if array.ndim == 3 else array / 255.0
+    else:
+        dataset, stem, side = (spec.split("/") + ["", ""])[:3]
+        if side not in ("ir", "vis", "vis_hr"):
+            raise DataError(f"{spec}: expected skimage:<name> or <dataset>/<stem>/<ir|vis|vis_hr>")
+        pair = {p.stem: p for p in list_pairs(dataset)}.get(stem)
+        if pair is None:
+            raise DataError(f"{spec}: '{stem}' is not a pair of data set '{dataset}'")
+        path = pair.vis.parent.parent / "vis_hr" / pair.vis.name if side == "vis_hr" else getattr(pair, side)
+        rgb = read_array(path)
+    return np.round(to_grey(rgb) * 255.0).astype(np.uint8)
+
+
+def load_image_list(paper: str, name: str) -> list[str]:
+    """Image specs (see :func:`natural_image`) listed in ``data/splits/<paper>/<name>.txt``."""
+    path = SPLITS_DIR / paper / f"{name}.txt"
+    if not path.is_file():
+        raise DataError(f"{path}: image list not found")
+    specs = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    specs = [s for s in specs if s]
+    if not specs:
+        raise DataError(f"{path}: lists no image")
+    return specs

@@ -137,6 +137,10 @@ def _filter2_same(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     return correlate(t, torch.from_numpy(k), "same", "zero")[0].numpy()
 
 
+def _gauss_same(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return separable(torch.from_numpy(x)[None], torch.from_numpy(g), "same", "zero")[0].numpy()
+
+
 def _qcb_single(im1, im2, fused):
     f0, f1, a = 15.3870, 1.3456, 0.7622
     k, h, p, q, Z = 1.0, 1.0, 3.0, 2.0, 1e-4
@@ -146,14 +150,15 @@ def _qcb_single(im1, im2, fused):
     u, v = (cols / 30.0) * u, (rows / 30.0) * v
     r = np.sqrt(u * u + v * v)
     Sd = np.exp(-(r / f0) ** 2) - a * np.exp(-(r / f1) ** 2)
-    x, y = np.meshgrid(np.arange(-15, 16), np.arange(-15, 16))
-    G1 = np.exp(-(x * x + y * y) / (2 * 2.0 ** 2)) / (2 * np.pi * 2.0 ** 2)
-    G2 = np.exp(-(x * x + y * y) / (2 * 4.0 ** 2)) / (2 * np.pi * 4.0 ** 2)
+    # 31×31 unnormalised Gaussians exp(-(x²+y²)/2σ²)/(2πσ²) = separable factors; filter2 'same', zero padding
+    x = np.arange(-15, 16, dtype=np.float64)
+    g1 = np.exp(-x * x / (2 * 2.0 ** 2)) / np.sqrt(2 * np.pi * 2.0 ** 2)
+    g2 = np.exp(-x * x / (2 * 4.0 ** 2)) / np.sqrt(2 * np.pi * 4.0 ** 2)
 
     def contrast_power(img):
         filt = _freq_filter(img, Sd)
         with np.errstate(divide="ignore", invalid="ignore"):
-            c = np.abs(_filter2_same(filt, G1) / _filter2_same(filt, G2) - 1.0)
+            c = np.abs(_gauss_same(filt, g1) / _gauss_same(filt, g2) - 1.0)
             return k * c ** p / (h * c ** q + Z)
 
     c1, c2, cf = contrast_power(im1), contrast_power(im2), contrast_power(fused)

@@ -89,3 +89,37 @@ class ConvNormAct(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Trainable parameters (buffers such as BN running statistics excluded)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class Res2NetBlock(nn.Module):
+    r"""Res2Net block (Gao et al., TPAMI 2021) as Res2NetFuse uses it: 1×1 conv → split into ``scale``
+    groups of ``channels/scale`` → hierarchical 3×3 branches → concat → 1×1 conv (all + ReLU).
+
+    $y_1 = x_1,\; y_2 = F_2(x_2),\; y_i = F_i(x_i + y_{i-1})\ (2 < i \le s)$.
+    Each branch $F_i$ is ``convs_per_branch`` conv3+ReLU layers; with ``share_branch_convs`` one
+    3×3 conv is reused by every application (the Res2NetFuse authors' code).
+    The identity skip around the block is the caller's (``c + block(c)``).
+    """
+
+    def __init__(self, channels: int = 64, scale: int = 4, share_branch_convs: bool = True, convs_per_branch: int = 2):
+        super().__init__()
+        if channels % scale:
+            raise ValueError(f"channels {channels} not divisible by scale {scale}")
+        self.scale, self.share, self.convs_per_branch = scale, share_branch_convs, convs_per_branch
+        width = channels // scale
+        count = 1 if share_branch_convs else (scale - 1) * convs_per_branch
+        self.reduce = ConvNormAct(channels, channels, 1, norm="none", act="relu")
+        self.branch_convs = nn.ModuleList(ConvNormAct(width, width, 3, norm="none", act="relu") for _ in range(count))
+        self.expand = ConvNormAct(channels, channels, 1, norm="none", act="relu")
+
+    def _branch(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        for k in range(self.convs_per_branch):
+            x = self.branch_convs[0 if self.share else index * self.convs_per_branch + k](x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = torch.chunk(self.reduce(x), self.scale, dim=1)
+        outputs = [parts[0]]
+        for i in range(1, self.scale):
+            outputs.append(self._branch(i - 1, parts[i] if i == 1 else parts[i] + outputs[-1]))
+        return self.expand(torch.cat(outputs, dim=1))
