@@ -98,10 +98,22 @@ def fidelity(table: pd.DataFrame, substitutes: Iterable[str], sign: tuple[int, i
     }
 
 
-def write_fidelity(out_dir: str | Path, summary: dict) -> Path:
+def write_fidelity(out_dir: str | Path, summary: dict, part: str | None = None) -> Path:
+    """Write ``fidelity.json``; with ``part`` (a notebook name), write ``fidelity_parts/<part>.json`` and
+    rebuild ``fidelity.json`` as the sum of all parts, since a paper's tables span several notebooks."""
     if set(summary) != set(FIDELITY_KEYS):
         raise ValueError(f"fidelity keys must be exactly {FIDELITY_KEYS}, got {sorted(summary)}")
-    return write_json(Path(out_dir) / "fidelity.json", summary)
+    out_dir = Path(out_dir)
+    if part is None:
+        return write_json(out_dir / "fidelity.json", summary)
+    write_json(out_dir / "fidelity_parts" / f"{part}.json", summary)
+    total = {"cells": 0, "within_5pct": 0, "sign_total": 0, "sign_agree": 0, "substitutes": []}
+    for path in sorted((out_dir / "fidelity_parts").glob("*.json")):
+        piece = json.loads(path.read_text())
+        for key in ("cells", "within_5pct", "sign_total", "sign_agree"):
+            total[key] += int(piece[key])
+        total["substitutes"] += [s for s in piece["substitutes"] if s not in total["substitutes"]]
+    return write_json(out_dir / "fidelity.json", total)
 
 
 def to_markdown(frame: pd.DataFrame, digits: int = 4) -> str:

@@ -64,3 +64,14 @@ def test_quick_profile_never_writes_into_results():
     assert "results" not in report.results_dir("didfuse", "quick").parts
     with pytest.raises(ValueError, match="unknown profile"):
         report.results_dir("didfuse", "fast")
+
+
+def test_fidelity_parts_add_up_across_notebooks(tmp_path):
+    one = {"cells": 4, "within_5pct": 3, "sign_total": 2, "sign_agree": 1, "substitutes": ["a", "b"]}
+    two = {"cells": 6, "within_5pct": 1, "sign_total": 0, "sign_agree": 0, "substitutes": ["b", "c"]}
+    report.write_fidelity(tmp_path, one, part="02_main")
+    path = report.write_fidelity(tmp_path, two, part="02a_table2")
+    assert json.loads(path.read_text()) == {"cells": 10, "within_5pct": 4, "sign_total": 2, "sign_agree": 1,
+                                            "substitutes": ["a", "b", "c"]}
+    report.write_fidelity(tmp_path, {**two, "cells": 7}, part="02a_table2")  # a rerun replaces its part
+    assert json.loads(path.read_text())["cells"] == 11

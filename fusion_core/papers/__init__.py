@@ -1,0 +1,1 @@
+"""Per-paper experiment drivers and each paper's reported numbers (``<paper>/reported.csv``, as data)."""

@@ -1,0 +1,208 @@
+"""Metric suite: analytically known values, conventions, the CLI, and agreement with VIFB's MATLAB values."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fusion_core import data
+from fusion_core.metrics import CONVENTIONS, METRICS, VIFB_SUFFIX, get_convention, score
+from fusion_core.metrics.gradient import DA, DG, KA, KG, TA, TG
+
+RNG = np.random.default_rng(0)
+
+
+def _image(h=64, w=80, seed=0):
+    """A smooth random 8-bit image in [0, 1] (so every local statistic is non-degenerate)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, size=(h // 8 + 2, w // 8 + 2)).astype(float)
+    up = np.kron(base, np.ones((8, 8)))[:h, :w]
+    noisy = up + rng.normal(0, 20, size=(h, w))
+    return np.clip(np.round(noisy), 0, 255) / 255.0
+
+
+def _values(fused, ir, vis, metrics, convention="tang", **kw):
+    return {k: float(v[0]) for k, v in score(fused, ir, vis, metrics, convention, **kw).items()}
+
+
+# --------------------------------------------------------------------------- analytic values
+
+def test_constant_image_has_zero_information_and_no_edges():
+    const = np.full((40, 50), 0.5)
+    values = _values(const, None, None, ["EN", "SD", "SF", "AG", "EI"], "vifb")
+    assert values == pytest.approx({"EN": 0.0, "SD": 0.0, "SF": 0.0, "AG": 0.0, "EI": 0.0}, abs=1e-12)
+
+
+def test_ramp_gradient_and_spatial_frequency_match_closed_forms():
+    m, n, step = 30, 40, 3.0
+    ramp = np.tile(np.arange(n) * step, (m, 1)) / 255.0
+    values = _values(ramp, None, None, ["AG", "SF"], "didfuse")
+    assert values["AG"] == pytest.approx(m * n * step / math.sqrt(2) / ((m - 1) * (n - 1)), rel=1e-12)
+    assert values["SF"] == pytest.approx(step * math.sqrt((n - 1) / n), rel=1e-12)
+
+
+def test_entropy_of_two_equal_halves_is_one_bit():
+    half = np.zeros((20, 20))
+    half[:, 10:] = 1.0
+    assert _values(half, None, None, ["EN"])["EN"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_identical_images_score_perfectly():
+    a = _image()
+    values = _values(a, a, a, ["MI", "EN", "SSIM", "CC", "SCD", "MSE", "VIF", "Qabf", "CE"], "amfe",
+                     options={"SSIM": {"reduce": "mean"}, "VIF": {"kind": "vifp", "reduce": "mean"},
+                              "Qabf": {"equal_quirk": False}})
+    assert values["MI"] == pytest.approx(2 * values["EN"], rel=1e-12)  # I(A;A) = H(A)
+    assert values["SSIM"] == pytest.approx(1.0, abs=1e-12)
+    assert values["CC"] == pytest.approx(1.0, abs=1e-12)
+    assert values["MSE"] == 0.0 and values["CE"] == 0.0
+    assert values["VIF"] == pytest.approx(1.0, abs=1e-9)
+    q_perfect = TG / (1 + math.exp(KG * (1 - DG))) * TA / (1 + math.exp(KA * (1 - DA)))
+    assert values["Qabf"] == pytest.approx(q_perfect, rel=1e-9)
+
+
+def test_shifted_copy_loses_information_and_similarity():
+    a = _image(seed=1)
+    shifted = np.roll(a, 3, axis=1)
+    same = _values(a, a, a, ["MI", "SSIM"], "amfe")
+    moved = _values(shifted, a, a, ["MI", "SSIM"], "amfe")
+    assert moved["MI"] < 0.8 * same["MI"] and moved["SSIM"] < 0.8 * same["SSIM"]
+
+
+def test_scd_and_mi_are_symmetric_in_the_sources():
+    a, b, f = _image(seed=2), _image(seed=3), _image(seed=4)
+    ab = _values(f, a, b, ["SCD", "MI", "Qabf"])
+    ba = _values(f, b, a, ["SCD", "MI", "Qabf"])
+    assert ab == pytest.approx(ba, rel=1e-12)
+
+
+def test_li_mi_reproduces_the_matlab_bug_next_to_the_correct_value():
+    a, b, f = _image(seed=5), _image(seed=6), _image(seed=7)
+    values = _values(f, a, b, ["EN", "MI", "MI_correct"], "li")
+    assert values["MI"] == pytest.approx(2 * values["EN"], rel=1e-12)
+    assert values["MI_correct"] < values["MI"]
+    assert _values(f, a, b, ["MI"], "li", mi_matlab_bug=False)["MI"] == pytest.approx(values["MI_correct"])
+
+
+def test_vifb_mi_is_in_nats_and_tang_mi_in_bits_on_the_same_images():
+    a, b, f = _image(seed=8), _image(seed=9), _image(seed=10)
+    nats = _values(f, a, b, ["MI"], "vifb")["MI"]
+    bits = _values(f, a, b, ["MI"], "tang")["MI"]
+    # identical histograms (8-bit images spanning 0..255 after min–max), so only the log base differs
+    assert nats == pytest.approx(bits * math.log(2), rel=1e-9)
+
+
+def test_batch_of_images_scores_each_image_independently():
+    imgs = [(_image(seed=s), _image(seed=s + 10), _image(seed=s + 20)) for s in range(3)]
+    stacked = [torch.tensor(np.stack([t[i] for t in imgs]))[:, None] for i in range(3)]
+    batched = score(*stacked, ["EN", "SSIM", "VIF", "Qabf", "MI"], "tang")
+    for k, (f, a, b) in enumerate(imgs):
+        single = _values(f, a, b, ["EN", "SSIM", "VIF", "Qabf", "MI"])
+        assert {n: float(v[k]) for n, v in batched.items()} == pytest.approx(single, rel=1e-12)
+
+
+def test_every_convention_column_is_a_registered_metric_with_a_direction():
+    for conv in CONVENTIONS.values():
+        for column in conv.columns.values():
+            assert METRICS[column.metric].direction in ("higher", "lower")
+    assert METRICS["Qcv"].direction == "lower" and METRICS["VIF"].direction == "higher"
+
+
+def test_unknown_names_fail_clearly():
+    with pytest.raises(ValueError, match="unknown convention"):
+        get_convention("nope")
+    with pytest.raises(KeyError, match="unknown metric"):
+        score(_image(), _image(), _image(), ["NOPE"])
+
+
+# --------------------------------------------------------------------------- VIFB MATLAB agreement
+
+def _vifb_root():
+    try:
+        root = data.data_root()
+    except data.DataError as exc:
+        pytest.skip(f"data root missing: {exc}")
+    ref = root.parent / "reference" / "vifb"
+    if not ref.is_dir():
+        pytest.skip(f"{ref}: VIFB reference values not found")
+    return root, ref
+
+
+# a representative subset: grey-IR pair, a wide pair, a dark pair × classical, CNN and recent methods
+VIFB_PAIRS = ["manWalking", "carShadow", "nightCar"]
+VIFB_METHODS = ["ADF", "CNN", "SeAFusion"]
+
+
+def test_vifb_convention_matches_the_matlab_values_on_a_subset():
+    root, ref = _vifb_root()
+    inverse = {v: k for k, v in VIFB_SUFFIX.items()}
+    errors: dict[str, list[float]] = {m: [] for m in VIFB_SUFFIX.values()}
+    for pair in VIFB_PAIRS:
+        ir = data.read_array(root / "vifb21" / "ir" / f"{pair}.jpg")
+        vis = data.read_array(root / "vifb21" / "vis" / f"{pair}.jpg")
+        for method in VIFB_METHODS:
+            fused = data.read_array(ref / "fused" / f"{pair}_{method}.jpg")
+            ours = score(fused, ir, vis, list(errors), "vifb")
+            for name in errors:
+                theirs = float((ref / "metrics_single" / f"{pair}_{method}_{inverse[name]}.txt").read_text())
+                errors[name].append(abs(float(ours[name][0]) - theirs) / abs(theirs))
+    worst = {name: max(e) for name, e in errors.items()}
+    median = {name: float(np.median(e)) for name, e in errors.items()}
+    assert all(v <= 1e-3 for v in median.values()), median
+    assert all(v <= 1e-2 for v in worst.values()), worst
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _write(path: Path, array):
+    data.write_image(path, torch.tensor(array)[None, None])
+
+
+def test_cli_scores_a_folder_and_writes_one_row_per_image(tmp_path, capsys):
+    from fusion_core.cli import main
+
+    for sub in ("f", "ir", "vis"):
+        (tmp_path / sub).mkdir()
+    for k in range(2):
+        _write(tmp_path / "ir" / f"{k:02d}.png", _image(seed=k))
+        _write(tmp_path / "vis" / f"{k:02d}.png", _image(seed=k + 5))
+        _write(tmp_path / "f" / f"{k:02d}.png", _image(seed=k + 9))
+    out = tmp_path / "scores.csv"
+    rc = main(["score", "--fused", str(tmp_path / "f"), "--ir", str(tmp_path / "ir"), "--vis", str(tmp_path / "vis"),
+               "--metrics", "EN,SD,MI", "--convention", "didfuse", "--out", str(out)])
+    assert rc == 0
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["image", "EN", "SD", "MI"] and list(table["image"]) == [0, 1]
+    assert "EN" in capsys.readouterr().out
+
+
+def test_cli_names_the_stem_without_partner_and_writes_nothing(tmp_path, capsys):
+    from fusion_core.cli import main
+
+    for sub in ("f", "ir", "vis"):
+        (tmp_path / sub).mkdir()
+        _write(tmp_path / sub / "01.png", _image())
+    _write(tmp_path / "f" / "02.png", _image())
+    out = tmp_path / "scores.csv"
+    rc = main(["score", "--fused", str(tmp_path / "f"), "--ir", str(tmp_path / "ir"), "--vis", str(tmp_path / "vis"),
+               "--out", str(out)])
+    assert rc == 2 and not out.exists()
+    assert "02.png: no partner with stem '02'" in capsys.readouterr().err
+
+
+def test_cli_reports_a_size_mismatch_with_the_file(tmp_path, capsys):
+    from fusion_core.cli import main
+
+    for sub in ("f", "ir", "vis"):
+        (tmp_path / sub).mkdir()
+    _write(tmp_path / "f" / "01.png", _image())
+    _write(tmp_path / "ir" / "01.png", _image(h=48))
+    _write(tmp_path / "vis" / "01.png", _image())
+    rc = main(["score", "--fused", str(tmp_path / "f"), "--ir", str(tmp_path / "ir"), "--vis", str(tmp_path / "vis"),
+               "--out", str(tmp_path / "s.csv")])
+    assert rc == 2
+    assert "ir/01.png: size 80x48 does not match" in capsys.readouterr().err

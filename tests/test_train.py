@@ -1,0 +1,125 @@
+"""The generic training loop: in-memory crops, determinism, resume, checkpoint + manifest, the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from fusion_core import data
+from fusion_core.io import sha256_file
+from fusion_core.losses import DIDFuseLoss
+from fusion_core.methods import build_method
+from fusion_core.nets.didfuse import DIDFuse
+from fusion_core.train import CropPairs, TrainConfig, checkpoint_paths, seed_everything, train
+
+REPO = Path(__file__).resolve().parents[1]
+LOSS_TERMS = ["total", "base", "detail", "ir_rec", "vis_rec", "vis_grad"]
+
+
+@pytest.fixture(scope="module")
+def crops():
+    try:
+        pairs = data.load_split("didfuse", "train")[:6]
+    except data.DataError as exc:
+        pytest.skip(f"training data missing: {exc}")
+    return CropPairs.from_pairs(pairs, crop=32)
+
+
+def _run(crops, epochs, seed=0, checkpoint=None, model_seed=None, **config):
+    seed_everything(seed if model_seed is None else model_seed)
+    model = DIDFuse()
+    settings = dict(epochs=epochs, batch_size=4, lr=1e-3, milestones=(2,), seed=seed) | config
+    history = train(model, DIDFuseLoss("paper"), crops, TrainConfig(**settings), checkpoint=checkpoint,
+                    progress=False, log=None)
+    return model, history
+
+
+def test_center_crops_are_cut_once_from_the_middle(crops):
+    pair = data.load_split("didfuse", "train")[0]
+    images = data.load_pair(pair)
+    h, w = images.ir.shape[-2:]
+    top, left = (h - 32) // 2, (w - 32) // 2
+    ir, vis = crops.take(torch.tensor([0]), torch.Generator())
+    torch.testing.assert_close(ir[0], images.ir[0, :, top:top + 32, left:left + 32], rtol=0, atol=0)
+    torch.testing.assert_close(vis[0], images.vis[0, :, top:top + 32, left:left + 32], rtol=0, atol=0)
+
+
+def test_random_crops_are_seeded_and_inside_the_image():
+    pairs = data.load_split("didfuse", "train")[:2]
+    random_crops = CropPairs.from_pairs(pairs, crop=48, mode="random")
+    first = random_crops.take(torch.tensor([0, 1]), torch.Generator().manual_seed(5))
+    again = random_crops.take(torch.tensor([0, 1]), torch.Generator().manual_seed(5))
+    other = random_crops.take(torch.tensor([0, 1]), torch.Generator().manual_seed(6))
+    assert first[0].shape == (2, 1, 48, 48)
+    assert torch.equal(first[0], again[0]) and not torch.equal(first[0], other[0])
+
+
+def test_crop_larger_than_image_names_the_file():
+    pair = data.load_split("didfuse", "train")[0]
+    with pytest.raises(data.DataError, match=str(pair.ir)):
+        CropPairs.from_pairs([pair], crop=10_000)
+
+
+def test_loss_terms_are_finite_and_decrease_on_a_tiny_overfit(crops):
+    _, history = _run(crops, epochs=12, milestones=())
+    assert list(history.columns[4:]) == LOSS_TERMS
+    assert history[LOSS_TERMS].map(lambda v: pd.notna(v) and abs(v) < 1e6).all().all()
+    first, last = history.iloc[0], history.iloc[-1]
+    assert last["total"] < 0.5 * first["total"]
+    assert last["ir_rec"] < first["ir_rec"] and last["vis_rec"] < first["vis_rec"]
+
+
+def test_same_seed_gives_identical_losses_and_weights(crops):
+    model_a, history_a = _run(crops, epochs=2, seed=3)
+    model_b, history_b = _run(crops, epochs=2, seed=3)
+    _, history_c = _run(crops, epochs=2, seed=4)
+    assert history_a[LOSS_TERMS].equals(history_b[LOSS_TERMS])
+    assert all(torch.equal(a, b) for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()))
+    assert not history_a[LOSS_TERMS].equals(history_c[LOSS_TERMS])
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(crops, tmp_path):
+    model_full, history_full = _run(crops, epochs=3, checkpoint=tmp_path / "full.pt")
+    _run(crops, epochs=1, checkpoint=tmp_path / "part.pt")
+    # a fresh model with other initial weights: everything must come from the checkpoint
+    model_resumed, history_resumed = _run(crops, epochs=3, checkpoint=tmp_path / "part.pt", model_seed=99)
+    assert history_resumed[LOSS_TERMS].equals(history_full[LOSS_TERMS])
+    assert all(torch.equal(a, b) for a, b in zip(model_full.state_dict().values(), model_resumed.state_dict().values()))
+
+
+def test_resume_refuses_other_settings(crops, tmp_path):
+    _run(crops, epochs=1, checkpoint=tmp_path / "run.pt")
+    with pytest.raises(data.DataError, match="lr"):
+        _run(crops, epochs=2, checkpoint=tmp_path / "run.pt", lr=1e-2)
+
+
+def test_checkpoint_manifest_and_history_describe_the_run(crops, tmp_path):
+    _, history = _run(crops, epochs=2, checkpoint=tmp_path / "run.pt")
+    checkpoint, manifest_path, history_path = checkpoint_paths(tmp_path / "run.pt")
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["sha256"] == sha256_file(checkpoint) and manifest["bytes"] < 5_000_000
+    assert manifest["parameters"] == 260_935 and manifest["epochs_done"] == 2 and manifest["seed"] == 0
+    assert manifest["data"]["pairs"] == 6 and manifest["data"]["crop"] == 32 and manifest["device"] == "cpu"
+    assert manifest["loss"]["preset"] == "paper" and "git_sha" in manifest
+    logged = pd.read_csv(history_path)
+    assert list(logged["epoch"]) == [1, 2]
+    pd.testing.assert_frame_equal(logged[LOSS_TERMS], history[LOSS_TERMS], check_exact=False, rtol=1e-12)
+
+
+def test_train_cli_quick_profile_writes_a_checkpoint_the_fuse_method_loads(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "fusion_core.train_didfuse", "--profile", "quick", "--epochs", "1", "--max-pairs", "4",
+         "--seed", "1", "--out", str(tmp_path), "--threads", "2", "--no-progress"],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    checkpoint = tmp_path / "didfuse_quick_seed1.pt"
+    manifest = json.loads(checkpoint.with_suffix(".json").read_text())
+    assert manifest["profile"] == "quick" and manifest["data"]["split"] == "didfuse/train"
+    fuser = build_method("didfuse", weights=checkpoint, strategy="ave")
+    ir, vis = torch.rand(1, 1, 40, 56), torch.rand(1, 1, 40, 56)
+    assert fuser(ir, vis).shape == (1, 1, 40, 56)
