@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import data
 from .methods import Fuser, build_method

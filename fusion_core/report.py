@@ -154,6 +154,7 @@ def image_grid(rows: list[list], row_labels: list[str], col_labels: list[str], t
     """A grid of grey or RGB images (numpy H×W or H×W×3 in [0, 1], or 1×1×H×W tensors); returns the figure.
 
     ``panel_titles`` (same nesting as ``rows``) puts a title over each panel instead of the column labels.
+    A string in place of an image draws a grey tile with that text (e.g. "not reproduced: baseline unavailable").
     """
     import matplotlib
 
@@ -167,7 +168,10 @@ def image_grid(rows: list[list], row_labels: list[str], col_labels: list[str], t
         for j in range(n_cols):
             ax = axes[i][j]
             ax.set_xticks([]), ax.set_yticks([])
-            if j < len(images) and images[j] is not None:
+            if j < len(images) and isinstance(images[j], str):  # a labelled placeholder, never a fake image
+                ax.set_facecolor("0.85")
+                ax.text(0.5, 0.5, images[j], ha="center", va="center", fontsize=7, wrap=True, transform=ax.transAxes)
+            elif j < len(images) and images[j] is not None:
                 img = images[j]
                 img = img.detach().cpu().numpy().reshape(img.shape[-2:]) if hasattr(img, "detach") else np.asarray(img)
                 ax.imshow(np.clip(img, 0, 1), cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import data
 from .io import atomic_write, sha256_file, write_csv, write_json

@@ -138,22 +138,114 @@ VIFB_METHODS = ["ADF", "CNN", "SeAFusion"]
 
 
 def test_vifb_convention_matches_the_matlab_values_on_a_subset():
-    root, ref = _vifb_root()
-    inverse = {v: k for k, v in VIFB_SUFFIX.items()}
-    errors: dict[str, list[float]] = {m: [] for m in VIFB_SUFFIX.values()}
-    for pair in VIFB_PAIRS:
-        ir = data.read_array(root / "vifb21" / "ir" / f"{pair}.jpg")
-        vis = data.read_array(root / "vifb21" / "vis" / f"{pair}.jpg")
-        for method in VIFB_METHODS:
-            fused = data.read_array(ref / "fused" / f"{pair}_{method}.jpg")
-            ours = score(fused, ir, vis, list(errors), "vifb")
-            for name in errors:
-                theirs = float((ref / "metrics_single" / f"{pair}_{method}_{inverse[name]}.txt").read_text())
-                errors[name].append(abs(float(ours[name][0]) - theirs) / abs(theirs))
-    worst = {name: max(e) for name, e in errors.items()}
-    median = {name: float(np.median(e)) for name, e in errors.items()}
-    assert all(v <= 1e-3 for v in median.values()), median
-    assert all(v <= 1e-2 for v in worst.values()), worst
+    _vifb_root()
+    from fusion_core.metrics.validation import agreement_summary, vifb_agreement
+
+    summary = agreement_summary(vifb_agreement(VIFB_PAIRS, VIFB_METHODS)).set_index("metric")
+    assert len(summary) == 13 and (summary["n"] == 9).all()
+    assert (summary["median_rel_error"] <= 1e-3).all(), summary
+    assert (summary["max_rel_error"] <= 1e-2).all(), summary
+
+
+def test_didfuse_released_outputs_reproduce_the_spec_fixture_on_the_first_pairs():
+    _vifb_root()
+    from fusion_core.metrics.validation import didfuse_released_scores
+
+    table = didfuse_released_scores(limit=2)
+    assert list(table.columns) == ["pair", "EN", "SD", "SF", "VIF", "AG", "SCD"]
+    assert table[["EN", "SD", "SF", "VIF", "AG", "SCD"]].notna().all().all()
+    assert (table["VIF"] > 0.2).all() and (table["VIF"] < 2).all()  # a sum of two VIFp values
+
+
+# --------------------------------------------------------------------------- loop references (tiny images)
+
+def _loop_mef_ssim(seq, f, k=0.03):
+    """Direct per-window MEF-SSIM (Ma et al. 2015), written from the paper's algorithm with plain loops."""
+    from fusion_core.metrics._core import fspecial_gaussian
+
+    g1 = fspecial_gaussian(11, 1.5).numpy()
+    gw = np.outer(g1, g1).ravel(order="F")
+    eps = np.finfo(float).eps
+    h, w = f.shape
+    q = []
+    for i in range(5, h - 5):
+        for j in range(5, w - 5):
+            vecs = [s[i - 5:i + 6, j - 5:j + 6].ravel(order="F") for s in seq]
+            mus = [v.mean() for v in vecs]
+            eds = [np.sqrt(max(121 * (np.mean(v * v) - m * m), 0)) + 0.001 for v, m in zip(vecs, mus)]
+            den = sum(np.linalg.norm(v - m) for v, m in zip(vecs, mus))
+            tot = sum(vecs)
+            r = (np.linalg.norm(tot - tot.mean()) + eps) / (den + eps)
+            r = 1 - eps if r > 1 else r
+            p = min(np.tan(np.pi / 2 * r), 10)
+            wts = np.array([(e / 11) ** p + eps for e in eds])
+            wts = wts / wts.sum()
+            rb = sum(wk * (v - m) / e for wk, v, m, e in zip(wts, vecs, mus, eds))
+            if np.linalg.norm(rb) > 0:
+                rb = rb / np.linalg.norm(rb) * max(eds)
+            fv = f[i - 5:i + 6, j - 5:j + 6].ravel(order="F")
+            m1, m2 = (gw * rb).sum(), (gw * fv).sum()
+            s1, s2 = (gw * (rb - m1) ** 2).sum(), (gw * (fv - m2) ** 2).sum()
+            s12 = (gw * (rb - m1) * (fv - m2)).sum()
+            c = (k * 255) ** 2
+            q.append((2 * s12 + c) / (s1 + s2 + c))
+    return float(np.mean(q))
+
+
+def test_mef_ssim_closed_form_equals_the_window_loop():
+    a, b, f = (_image(h=24, w=26, seed=s) * 255 for s in (11, 12, 13))
+    ours = _values(f / 255, a / 255, b / 255, ["SSIM"], "tang")["SSIM"]  # Tang's SSIM = single-scale MEF-SSIM
+    assert ours == pytest.approx(_loop_mef_ssim([a, b], f), rel=1e-9)
+
+
+def _loop_fmi_window(s, f):
+    """Fast-FMI of one pair of 3×3 windows, plain loops (Haghighat & Razian 2014)."""
+    s = np.ones(9) if s.max() == s.min() else (s - s.min()) / (s.max() - s.min())
+    f = np.ones(9) if f.max() == f.min() else (f - f.min()) / (f.max() - f.min())
+    seq = lambda v: sum(v.tolist())  # noqa: E731  (MATLAB's left-to-right order; exact zeros matter)
+    colsum = lambda v: seq(np.array([seq(v[0:3]), seq(v[3:6]), seq(v[6:9])]))  # noqa: E731
+    sp, fp = s / colsum(s), f / colsum(f)
+    sc, fc = np.cumsum(sp), np.cumsum(fp)
+    st, ft = sp - seq(sp) / 9, fp - seq(fp) / 9
+    c = 0.0 if seq(st * ft) == 0 else seq(st * ft) / np.sqrt(seq(st * st) * seq(ft * ft))
+    idx = np.arange(1, 10)
+    ssd = np.sqrt(seq(idx ** 2 * sp) - seq(idx * sp) ** 2)
+    fsd = np.sqrt(seq(idx ** 2 * fp) - seq(idx * fp) ** 2)
+    up = lambda x, y: 0.5 * (x + y - abs(x - y))  # noqa: E731
+    lo = lambda x, y: 0.5 * (x + y - 1 + abs(x + y - 1))  # noqa: E731
+    bound = up if c >= 0 else lo
+    if (c == 0 and c >= 0) or ssd == 0 or fsd == 0:
+        mix = 0.0
+    else:
+        cov = sum(bound(fc[i], sc[j]) - fc[i] * sc[j] for i in range(9) for j in range(9))
+        mix = c / (cov / (fsd * ssd))
+    hj = 0.0
+    for i in range(9):
+        for j in range(9):
+            H = lambda ii, jj: 0.0 if ii < 0 or jj < 0 else bound(fc[ii], sc[jj])  # noqa: E731
+            jp = mix * (H(i, j) - H(i - 1, j) - H(i, j - 1) + H(i - 1, j - 1)) + (1 - mix) * fp[i] * sp[j]
+            if jp != 0:
+                hj += -jp * np.log2(abs(jp))
+    hs = -(sp[sp > 0] * np.log2(sp[sp > 0])).sum()
+    hf = -(fp[fp > 0] * np.log2(fp[fp > 0])).sum()
+    mi = hs + hf - hj
+    return 0.0 if mi == 0 else 2 * mi / (hs + hf)
+
+
+def test_fmi_pixel_vectorised_equals_the_window_loop():
+    a, b, f = (_image(h=12, w=13, seed=s) for s in (14, 15, 16))
+    b[:5, :5] = f[:5, :5] = 128 / 255  # flat windows exercise the equal-window shortcuts
+    a[:4, :4] = 128 / 255
+    total = []
+    for i in range(1, 11):
+        for j in range(1, 12):
+            wa, wb, wf = (x[i - 1:i + 2, j - 1:j + 2].ravel(order="F") for x in (a, b, f))
+            af = 1.0 if np.array_equal(wa, wf) else _loop_fmi_window(wa, wf)
+            f_after = wf if np.array_equal(wa, wf) else (np.ones(9) if wf.max() == wf.min() else (wf - wf.min()) / (wf.max() - wf.min()))
+            bf = 1.0 if np.array_equal(wb, f_after) else _loop_fmi_window(wb, wf)
+            total.append((af + bf) / 2)
+    ours = _values(f, a, b, ["FMI_pixel"], "li")["FMI_pixel"]
+    assert ours == pytest.approx(float(np.mean(total)), rel=1e-9)
 
 
 # --------------------------------------------------------------------------- CLI

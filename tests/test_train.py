@@ -66,7 +66,7 @@ def test_crop_larger_than_image_names_the_file():
 
 
 def test_loss_terms_are_finite_and_decrease_on_a_tiny_overfit(crops):
-    _, history = _run(crops, epochs=12, milestones=())
+    _, history = _run(crops, epochs=10, milestones=(), batch_size=6)
     assert list(history.columns[4:]) == LOSS_TERMS
     assert history[LOSS_TERMS].map(lambda v: pd.notna(v) and abs(v) < 1e6).all().all()
     first, last = history.iloc[0], history.iloc[-1]
@@ -75,19 +75,21 @@ def test_loss_terms_are_finite_and_decrease_on_a_tiny_overfit(crops):
 
 
 def test_same_seed_gives_identical_losses_and_weights(crops):
-    model_a, history_a = _run(crops, epochs=2, seed=3)
-    model_b, history_b = _run(crops, epochs=2, seed=3)
-    _, history_c = _run(crops, epochs=2, seed=4)
+    model_a, history_a = _run(crops, epochs=1, seed=3)  # 2 iterations (6 pairs, batch 4)
+    model_b, history_b = _run(crops, epochs=1, seed=3)
+    _, history_c = _run(crops, epochs=1, seed=4)
     assert history_a[LOSS_TERMS].equals(history_b[LOSS_TERMS])
     assert all(torch.equal(a, b) for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()))
     assert not history_a[LOSS_TERMS].equals(history_c[LOSS_TERMS])
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(crops, tmp_path):
-    model_full, history_full = _run(crops, epochs=3, checkpoint=tmp_path / "full.pt")
-    _run(crops, epochs=1, checkpoint=tmp_path / "part.pt")
+    model_full, history_full = _run(crops, epochs=2, checkpoint=tmp_path / "full.pt", milestones=(1,))
+    _run(crops, epochs=1, checkpoint=tmp_path / "part.pt", milestones=(1,))
     # a fresh model with other initial weights: everything must come from the checkpoint
-    model_resumed, history_resumed = _run(crops, epochs=3, checkpoint=tmp_path / "part.pt", model_seed=99)
+    model_resumed, history_resumed = _run(crops, epochs=2, checkpoint=tmp_path / "part.pt", model_seed=99,
+                                          milestones=(1,))
+    assert list(history_resumed["lr"]) == pytest.approx([1e-3, 1e-4])
     assert history_resumed[LOSS_TERMS].equals(history_full[LOSS_TERMS])
     assert all(torch.equal(a, b) for a, b in zip(model_full.state_dict().values(), model_resumed.state_dict().values()))
 
@@ -99,7 +101,7 @@ def test_resume_refuses_other_settings(crops, tmp_path):
 
 
 def test_checkpoint_manifest_and_history_describe_the_run(crops, tmp_path):
-    _, history = _run(crops, epochs=2, checkpoint=tmp_path / "run.pt")
+    _, history = _run(crops, epochs=2, checkpoint=tmp_path / "run.pt", batch_size=6)
     checkpoint, manifest_path, history_path = checkpoint_paths(tmp_path / "run.pt")
     manifest = json.loads(manifest_path.read_text())
     assert manifest["sha256"] == sha256_file(checkpoint) and manifest["bytes"] < 5_000_000

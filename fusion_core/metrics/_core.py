@@ -133,9 +133,24 @@ def convolve(x: torch.Tensor, kernel: torch.Tensor, shape: str = "same", boundar
     return correlate(x, torch.flip(kernel, dims=(0, 1)), shape, boundary)
 
 
-def separable(x: torch.Tensor, g: torch.Tensor, shape: str = "same", boundary: str = "zero") -> torch.Tensor:
-    """Correlation with the separable kernel outer(g, g) (odd length): same result as :func:`correlate`."""
+def separable(x: torch.Tensor, g: torch.Tensor, shape: str = "same", boundary: str = "zero",
+              step: int = 1) -> torch.Tensor:
+    """Correlation with the separable kernel outer(g, g) (odd length): same result as :func:`correlate`.
+
+    ``step`` keeps every step-th output row and column ('valid' only), filtering only those."""
     k = g.numel()
+    if step != 1:
+        if shape != "valid":
+            raise ValueError("separable: step needs shape='valid'")
+        h = (k - 1) // 2
+        if x.device.type == "cpu":
+            from scipy import ndimage
+
+            gn = g.detach().cpu().double().numpy()
+            y = ndimage.correlate1d(x.numpy(), gn, axis=-1, mode="constant")[..., h: x.shape[-1] - h: step]
+            y = ndimage.correlate1d(np.ascontiguousarray(y), gn, axis=-2, mode="constant")[..., h: x.shape[-2] - h: step, :]
+            return torch.from_numpy(np.ascontiguousarray(y))
+        return separable(x, g, "valid")[..., ::step, ::step]
     if x.device.type == "cpu":
         from scipy import ndimage
 

@@ -86,8 +86,16 @@ TANG = _conv(
         "Qabf": Column("Qabf", {"value_scale": U8, "equal_quirk": True}),
         "PSNR": Column("PSNR", {"value_scale": U8, "peak": 255.0}),
         "MSE": Column("MSE", {"value_scale": U8}),
-        "SSIM": Column("SSIM", {"reduce": "sum", "shape": "valid", "data_range": 255.0}),
+        # Tang's SSIM column is mef_ssim.m (single-scale MEF-SSIM of F against [IR, VIS]), his MS_SSIM the
+        # 3-level analysis_ms_ssim.m; both computed only with easy = 0, like Nabf and the FMIs
+        "SSIM": Column("MEF_SSIM", {"levels": 1}),
+        "MS_SSIM": Column("MEF_SSIM", {"levels": 3}),
+        "Nabf": Column("Nabf", {"value_scale": U8}),
+        "FMI_pixel": Column("FMI_pixel"),
+        "FMI_dct": Column("FMI_dct"),
+        "FMI_w": Column("FMI_w"),
     },
+    default=("EN", "SD", "SF", "AG", "MI", "VIF", "SCD", "CC", "Qabf", "PSNR", "MSE", "SSIM"),
 )
 
 LI = _conv(
@@ -105,7 +113,7 @@ LI = _conv(
         "SCD": Column("SCD"),
         "SSIM": Column("SSIM", {"reduce": "mean", "shape": "same", "boundary": "replicate", "data_range": 255.0}),
         "MEF_SSIM": Column("MEF_SSIM"),
-        "Nabf": Column("Nabf"),
+        "Nabf": Column("Nabf", {"value_scale": U8}),
     },
 )
 
@@ -154,12 +162,10 @@ AMFE = _conv(
 
 SAVF = _conv(
     "savf",
-    "Paper 000 (SAVF), spec_000 §5.2: EN, CPBD, JNB, VIF (VIFp, mean), AG, SSIM (mean), MI (sum, bits); "
-    "extras SD, SF, Qabf.",
+    "Paper 000 (SAVF), spec_000 §5.2: EN, VIF (VIFp, mean), AG, SSIM (mean), MI (sum, bits); extras SD, SF, "
+    "Qabf. CPBD and JNB are not implemented yet.",
     {
         "EN": Column("EN"),
-        "CPBD": Column("CPBD"),
-        "JNB": Column("JNB"),
         "VIF": Column("VIF", {"kind": "vifp", "reduce": "mean"}),
         "AG": Column("AG", {"mode": "matlab"}),
         "SSIM": Column("SSIM", {"reduce": "mean", "shape": "valid", "data_range": 255.0}),

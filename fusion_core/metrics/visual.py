@@ -46,24 +46,48 @@ def _gain(s1, s2, s12):
 
 
 def _downsample(x, g):
-    return separable(x, g, "valid")[..., ::2, ::2]
+    """filter2(win, x, 'valid') then every second row and column (only those are filtered)."""
+    return separable(x, g, "valid", step=2)
+
+
+def _vifp_terms(s1, s2, s12, noise_var):
+    g_, sv, s1 = _gain(s1, s2, s12)
+    num = torch.log10(1 + g_ * g_ * s1 / (sv + noise_var)).sum(dim=(-2, -1))
+    den = torch.log10(1 + s1 / noise_var).sum(dim=(-2, -1))
+    return num, den
+
+
+def vifp_sources(sources: list[torch.Tensor], dist: torch.Tensor, noise_var: float = 2.0,
+                 uint8_products: bool = False) -> list[torch.Tensor]:
+    r"""Multi-scale pixel-domain VIF of ``dist`` against each reference in ``sources`` (LIVE ``vifp_mscale.m``):
+    4 scales, Gaussian N = 2^{5−s}+1, σ = N/5, ``filter2 'valid'``, dyadic subsampling, Σnum/Σden.
+    The statistics of ``dist`` are filtered once and shared by all references."""
+    k = len(sources)
+    nums = [torch.zeros(dist.shape[0], dtype=torch.float64, device=dist.device) for _ in range(k)]
+    dens = [torch.zeros_like(nums[0]) for _ in range(k)]
+    refs = list(sources)
+    for scale in range(1, 5):
+        size = 2 ** (4 - scale + 1) + 1
+        g = fspecial_gaussian(size, size / 5.0, device=dist.device)
+        if scale > 1:
+            refs, dist = [_downsample(r, g) for r in refs], _downsample(dist, g)
+        sat = (lambda p: p.clamp(max=255.0)) if (uint8_products and scale == 1) else (lambda p: p)
+        n = dist.shape[0]
+        maps = [dist, sat(dist * dist)] + [m for r in refs for m in (r, sat(r * r), sat(r * dist))]
+        out = separable(torch.stack(maps, 1).reshape(n * len(maps), *dist.shape[-2:]), g, "valid")
+        out = out.reshape(n, len(maps), *out.shape[-2:]).unbind(1)
+        mu2, s2 = out[0], (out[1] - out[0] * out[0]).clamp_min(0)
+        for i in range(k):
+            mu1, e11, e12 = out[2 + 3 * i: 5 + 3 * i]
+            s1 = (e11 - mu1 * mu1).clamp_min(0)
+            num, den = _vifp_terms(s1, s2, e12 - mu1 * mu2, noise_var)
+            nums[i], dens[i] = nums[i] + num, dens[i] + den
+    return [nu / de for nu, de in zip(nums, dens)]
 
 
 def vifp_pair(ref: torch.Tensor, dist: torch.Tensor, noise_var: float = 2.0, uint8_products: bool = False):
-    r"""Multi-scale pixel-domain VIF of ``dist`` against ``ref`` (LIVE ``vifp_mscale.m``): 4 scales, Gaussian
-    N = 2^{5−s}+1, σ = N/5, ``filter2 'valid'``, dyadic subsampling; :math:`\sum num / \sum den`."""
-    num = torch.zeros(ref.shape[0], dtype=torch.float64, device=ref.device)
-    den = torch.zeros_like(num)
-    for scale in range(1, 5):
-        size = 2 ** (4 - scale + 1) + 1
-        g = fspecial_gaussian(size, size / 5.0, device=ref.device)
-        if scale > 1:
-            ref, dist = _downsample(ref, g), _downsample(dist, g)
-        s1, s2, s12 = _scale_stats(ref, dist, g, uint8_products, scale == 1)
-        g_, sv, s1 = _gain(s1, s2, s12)
-        num = num + torch.log10(1 + g_ * g_ * s1 / (sv + noise_var)).sum(dim=(-2, -1))
-        den = den + torch.log10(1 + s1 / noise_var).sum(dim=(-2, -1))
-    return num / den
+    """VIFp of ``dist`` against one reference; see :func:`vifp_sources`."""
+    return vifp_sources([ref], dist, noise_var, uint8_products)[0]
 
 
 def viff(fused, ir, vis, noise_var: float = 0.005 * 255 ** 2, weights=(1.0, 0.0, 0.15, 1.0)):
@@ -105,7 +129,7 @@ def vif(fused, ir, vis, kind: str = "vifp", reduce: str = "sum", noise_var: floa
     if kind == "viff":
         return viff(fused, ir, vis, noise_var if noise_var is not None else 0.005 * 255 ** 2)
     nv = 2.0 if noise_var is None else noise_var
-    va, vb = vifp_pair(ir, fused, nv, uint8_products), vifp_pair(vis, fused, nv, uint8_products)
+    va, vb = vifp_sources([ir, vis], fused, nv, uint8_products)
     return va + vb if reduce == "sum" else (va + vb) / 2.0
 
 

@@ -188,7 +188,7 @@ def loss_history(model: str, seed: int, profile: str) -> pd.DataFrame:
     return pd.read_csv(history)
 
 
-def reconstruction_metrics(model: str, seed: int, profile: str, progress: bool = False) -> pd.DataFrame:
+def reconstruction_metrics(model: str, seed: int, profile: str, progress: bool = False, limit: int | None = None) -> pd.DataFrame:
     """Table III: SSIM, PSNR, MSE (on [0, 1]) between each held-out image and its reconstruction, per image.
 
     The reconstruction is post-processed as the code did (per-image min–max stretch, uint8 truncation).
@@ -200,7 +200,8 @@ def reconstruction_metrics(model: str, seed: int, profile: str, progress: bool =
     net = load_checkpoint(checkpoint_path(model, seed, profile))
     crop = settings(profile).crop
     rows = []
-    for pair in data.load_split(PAPER, "recon_test")[: settings(profile).max_pairs]:
+    images = data.load_split(PAPER, "recon_test")[: settings(profile).max_pairs][:limit]
+    for pair in images:
         image = data.read_grey(pair.vis)
         if crop is not None:
             image = image[..., : crop[0], : crop[1]]
@@ -211,3 +212,30 @@ def reconstruction_metrics(model: str, seed: int, profile: str, progress: bool =
         rows.append({"image": pair.name, "model": model, "seed": seed, "SSIM": ssim,
                      "PSNR": 10 * np.log10(1.0 / mse), "MSE": mse})
     return pd.DataFrame(rows)
+
+
+def recon_raw(models, seeds, profile: str, out: Path, verify: str = "sample", progress: bool = False):
+    """Table III per-image rows; eval reads ``raw/recon_*.csv`` and re-computes a sample (or all) to check."""
+    frames, checks = [], []
+    for model in models:
+        for seed in seeds:
+            ckpt = ensure_model(model, seed, profile, progress)
+            path = out / "raw" / f"recon_{model}_seed{seed}.csv"
+            if profile == "eval":
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path}: no committed raw results; run profile='full'")
+                stored = pd.read_csv(path)
+                fresh = reconstruction_metrics(model, seed, profile, limit=None if verify == "all" else VERIFY_SAMPLE)
+                merged = stored.merge(fresh, on=["image", "model", "seed"], suffixes=("_stored", "_fresh"))
+                for _, row in merged.iterrows():
+                    rel = max(abs(row[f"{m}_fresh"] - row[f"{m}_stored"]) / max(abs(row[f"{m}_stored"]), 1e-12)
+                              for m in ("SSIM", "PSNR", "MSE"))
+                    checks.append({"model": model, "seed": seed, "image": row["image"], "max_rel_diff": rel,
+                                   "ok": bool(rel <= VERIFY_RTOL)})
+            elif path.is_file() and path.stat().st_mtime >= ckpt.stat().st_mtime:
+                stored = pd.read_csv(path)
+            else:
+                stored = reconstruction_metrics(model, seed, profile, progress)
+                write_csv(path, stored)
+            frames.append(stored)
+    return pd.concat(frames, ignore_index=True), pd.DataFrame(checks)
