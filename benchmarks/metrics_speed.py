@@ -15,7 +15,6 @@ import os
 import platform
 import time
 
-import numpy as np
 import torch
 
 from fusion_core import data

@@ -138,8 +138,8 @@ def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
 def guided_filter(guide: torch.Tensor, p: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
     r"""He et al.'s guided filter $\chi(p, G)$ with a grey guide per channel (N×C×H×W each).
 
-    $a = \mathrm{cov}(G, p) / (\mathrm{var}(G) + \epsilon)$, $b = ar p - a ar G$, output
-    $ar a G + ar b$, every bar a :func:`box_filter` of radius r. The same formula and border as
+    $a = \mathrm{cov}(G, p) / (\mathrm{var}(G) + \epsilon)$, $b = \bar p - a \bar G$, output
+    $\bar a G + \bar b$, every bar a :func:`box_filter` of radius r. The same formula and border as
     ``kornia.filters.guided_blur(guide, p, 2r+1, eps, border_type="reflect")`` (tested to 1e-5), with
     the running-sum box filter for speed.
     """

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fusion_core import data
-from fusion_core.metrics import CONVENTIONS, METRICS, VIFB_SUFFIX, get_convention, score
+from fusion_core.metrics import CONVENTIONS, METRICS, get_convention, score
 from fusion_core.metrics.gradient import DA, DG, KA, KG, TA, TG
 
 RNG = np.random.default_rng(0)
@@ -137,6 +137,7 @@ VIFB_PAIRS = ["manWalking", "carShadow", "nightCar"]
 VIFB_METHODS = ["ADF", "CNN", "SeAFusion"]
 
 
+@pytest.mark.slow
 def test_vifb_convention_matches_the_matlab_values_on_a_subset():
     _vifb_root()
     from fusion_core.metrics.validation import agreement_summary, vifb_agreement
@@ -298,3 +299,50 @@ def test_cli_reports_a_size_mismatch_with_the_file(tmp_path, capsys):
                "--out", str(tmp_path / "s.csv")])
     assert rc == 2
     assert "ir/01.png: size 80x48 does not match" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- convention quirks
+
+def test_tang_psnr_keeps_peak_255_on_unit_range_images():
+    a, b, f = _image(seed=21), _image(seed=22), _image(seed=23)
+    tang = _values(f, a, b, ["PSNR", "MSE"], "tang")
+    standard = _values(f, a, b, ["PSNR"], "didfuse")["PSNR"]  # registry default: grey levels, peak 255
+    assert tang["PSNR"] - standard == pytest.approx(20 * math.log10(255), abs=1e-9)
+    assert tang["PSNR"] == pytest.approx(20 * math.log10(255 / math.sqrt(tang["MSE"])), rel=1e-12)
+
+
+def test_tang_cc_mean_bug_is_harmless_because_the_fused_deviations_sum_to_zero():
+    a, b, f = _image(seed=24), _image(seed=25) * 0.5, _image(seed=26)  # very different source means
+    buggy = _values(f, a, b, ["CC"], "tang")["CC"]
+    fixed = _values(f, a, b, ["CC"], "tang", options={"CC": {"tang_mean_bug": False}})["CC"]
+    summed = _values(f, a, b, ["CC"], "msfam")["CC"]
+    assert buggy == pytest.approx(fixed, rel=1e-9) and summed == pytest.approx(2 * fixed, rel=1e-12)
+
+
+def test_vifb_per_channel_equals_grey_for_three_equal_channels_except_sf():
+    a, b, f = _image(seed=27), _image(seed=28), _image(seed=29)
+    rgb = lambda x: np.repeat(x[..., None], 3, axis=-1)  # noqa: E731
+    names = ["EN", "MI", "SSIM", "Qabf", "AG"]
+    assert _values(rgb(f), rgb(a), b, names, "vifb") == pytest.approx(_values(f, a, b, names, "vifb"), rel=1e-12)
+    # SF sees the three channels side by side (MATLAB's m×3n indexing): seams add differences
+    assert _values(rgb(f), a, b, ["SF"], "vifb")["SF"] != pytest.approx(_values(f, a, b, ["SF"], "vifb")["SF"])
+
+
+def test_vifp_sum_is_twice_the_mean_and_bounded_for_a_noisy_copy():
+    a = _image(seed=30)
+    noisy = np.clip(a + RNG.normal(0, 0.05, a.shape), 0, 1)
+    total = _values(noisy, a, a, ["VIF"], "didfuse")["VIF"]
+    mean = _values(noisy, a, a, ["VIF"], "msfam")["VIF"]
+    assert total == pytest.approx(2 * mean, rel=1e-12) and 0 < mean < 1
+
+
+def test_cpbd_and_jnb_rank_a_blurred_copy_below_the_sharp_image():
+    from scipy import ndimage
+
+    _vifb_root()
+    sharp = data.to_grey(data.read_array(data.list_pairs("tno40")[0].vis))
+    blurred = np.round(ndimage.gaussian_filter(sharp * 255, 2.0)) / 255
+    s = _values(sharp, None, None, ["CPBD", "JNB"], "savf")
+    b = _values(blurred, None, None, ["CPBD", "JNB"], "savf")
+    assert s["CPBD"] > b["CPBD"] and s["JNB"] > b["JNB"]
+    assert _values(np.full((128, 128), 0.5), None, None, ["CPBD", "JNB"], "savf") == {"CPBD": 0.0, "JNB": 0.0}

@@ -1,4 +1,4 @@
-"""ADF: anisotropic diffusion two-scale fusion with a Karhunen–Loève (PCA) detail rule.
+r"""ADF: anisotropic diffusion two-scale fusion with a Karhunen–Loève (PCA) detail rule.
 
 D. P. Bavirisetti and R. Dhuli, "Fusion of infrared and visible sensor images based on anisotropic
 diffusion and Karhunen–Loève transform", IEEE Sensors Journal 16(1), 203–209, 2016.

@@ -1,4 +1,4 @@
-"""CBF: image fusion based on pixel significance using the cross bilateral filter.
+r"""CBF: image fusion based on pixel significance using the cross bilateral filter.
 
 B. K. Shreyamsha Kumar, "Image fusion based on pixel significance using cross bilateral filter",
 Signal, Image and Video Processing 9(5), 1193–1204, 2015.

@@ -1,4 +1,4 @@
-"""GFF: image fusion with guided filtering.
+r"""GFF: image fusion with guided filtering.
 
 S. Li, X. Kang and J. Hu, "Image fusion with guided filtering", IEEE Transactions on Image
 Processing 22(7), 2864–2875, 2013.

@@ -1,4 +1,4 @@
-"""Pixel-wise maximum: F = max(A, B) — the 'choose-max' baseline of the fusion literature."""
+r"""Pixel-wise maximum: F = max(A, B) — the 'choose-max' baseline of the fusion literature."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""MSVD: image fusion with the multi-resolution singular value decomposition.
+r"""MSVD: image fusion with the multi-resolution singular value decomposition.
 
 V. P. S. Naidu, "Image fusion technique using multi-resolution singular value decomposition",
 Defence Science Journal 61(5), 479–484, 2011.

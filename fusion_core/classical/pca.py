@@ -1,4 +1,4 @@
-"""PCA-weighted average: the weights are the normalised principal eigenvector of the 2×2 covariance.
+r"""PCA-weighted average: the weights are the normalised principal eigenvector of the 2×2 covariance.
 
 The classical PCA fusion rule (e.g. Naidu & Raol, "Pixel-level image fusion using wavelets and
 principal component analysis", Defence Science Journal 58(3), 2008): with $C$ the covariance of the

@@ -1,4 +1,4 @@
-"""TIF (TSIFVS): two-scale image fusion of visible and infrared images using saliency detection.
+r"""TIF (TSIFVS): two-scale image fusion of visible and infrared images using saliency detection.
 
 D. P. Bavirisetti and R. Dhuli, "Two-scale image fusion of visible and infrared images using
 saliency detection", Infrared Physics & Technology 76, 52–64, 2016.

@@ -8,7 +8,7 @@ Each metric function works on N×H×W float64 grey-level planes (0..255); ``scor
 into planes the way a convention's toolbox does and returns one value per image.
 """
 from ._core import METRICS, Metric
-from . import no_reference, information, structural, gradient, visual, fmi, mef  # noqa: F401  (register)
+from . import no_reference, information, structural, gradient, visual, fmi, mef, sharpness  # noqa: F401  (register)
 from .conventions import ALIASES, CONVENTIONS, VIFB_SUFFIX, Column, Convention, get_convention
 from .score import score
 

@@ -162,10 +162,12 @@ AMFE = _conv(
 
 SAVF = _conv(
     "savf",
-    "Paper 000 (SAVF), spec_000 §5.2: EN, VIF (VIFp, mean), AG, SSIM (mean), MI (sum, bits); extras SD, SF, "
-    "Qabf. CPBD and JNB are not implemented yet.",
+    "Paper 000 (SAVF), spec_000 §5.2: EN, CPBD, JNB, VIF (VIFp, mean), AG, SSIM (mean), MI (sum, bits); "
+    "extras SD, SF, Qabf.",
     {
         "EN": Column("EN"),
+        "CPBD": Column("CPBD"),
+        "JNB": Column("JNB"),
         "VIF": Column("VIF", {"kind": "vifp", "reduce": "mean"}),
         "AG": Column("AG", {"mode": "matlab"}),
         "SSIM": Column("SSIM", {"reduce": "mean", "shape": "valid", "data_range": 255.0}),

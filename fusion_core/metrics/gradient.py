@@ -19,7 +19,7 @@ TA, KA, DA = 0.9879, -22.0, 0.8
 
 def sobel_strength_orientation(x: torch.Tensor):
     """Sobel strength g = sqrt(Sx² + Sy²) and orientation atan(Sy/Sx) (π/2 where Sx = 0); conv2 'same'."""
-    sx = convolve(x, _SOBEL_X, "same", "zero")
+    sx = convolve(x, _SOBEL_X, "same", "zero")  # separable kernels, but 3×3 correlation is as fast here
     sy = convolve(x, _SOBEL_Y, "same", "zero")
     g = torch.sqrt(sx * sx + sy * sy)
     safe = torch.where(sx == 0, torch.ones_like(sx), sx)

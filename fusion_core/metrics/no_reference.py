@@ -5,8 +5,6 @@ Planes are N×H×W float64 grey levels in [0, 255]; ``value_scale`` multiplies t
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ._core import correlate, entropy_of, gradient_xy, histogram, metric
@@ -98,4 +96,4 @@ def edge_intensity(fused, ir=None, vis=None, value_scale: float = 1.0, boundary:
     return torch.sqrt(gx * gx + gy * gy).mean(dim=(-2, -1))
 
 
-__all__ = ["entropy", "standard_deviation", "spatial_frequency", "average_gradient", "edge_intensity", "math"]
+__all__ = ["entropy", "standard_deviation", "spatial_frequency", "average_gradient", "edge_intensity"]

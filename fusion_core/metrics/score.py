@@ -82,8 +82,8 @@ def score(fused, ir=None, vis=None, metrics: Iterable[str] | None = None, conven
 
     >>> import torch
     >>> x = torch.rand(1, 1, 64, 64)
-    >>> round(float(score(x, x, x, ["SCD"], "tang")["SCD"].isnan()), 0)  # F − B = 0: undefined correlation
-    1
+    >>> bool(score(x, x, x, ["SCD"], "tang")["SCD"].isnan())  # F − B = 0: an undefined correlation
+    True
     """
     conv = get_convention(convention)
     device = torch.device(device) if device is not None else None

@@ -17,19 +17,29 @@ def _reduce(a: torch.Tensor, b: torch.Tensor, reduce: str) -> torch.Tensor:
     raise ValueError(f"unknown reduce {reduce!r} (sum or mean)")
 
 
-def ssim_pair(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5, k1: float = 0.01,
+def ssim_maps(refs: list[torch.Tensor], y: torch.Tensor, window: int = 11, sigma: float = 1.5, k1: float = 0.01,
               k2: float = 0.03, data_range: float = 255.0, shape: str = "valid", boundary: str = "zero"):
-    r"""Mean SSIM map of two planes (Gaussian window):
+    r"""Mean SSIM of ``y`` against each plane in ``refs`` (Gaussian window), the maps of ``y`` filtered once:
     :math:`\frac{(2\mu_x\mu_y + C_1)(2\sigma_{xy} + C_2)}{(\mu_x^2+\mu_y^2+C_1)(\sigma_x^2+\sigma_y^2+C_2)}`."""
-    g = fspecial_gaussian(window, sigma, device=x.device)
+    g = fspecial_gaussian(window, sigma, device=y.device)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    stack = torch.stack([x, y, x * x, y * y, x * y], dim=1)  # one filtering pass for the five maps
-    n = x.shape[0]
-    filtered = separable(stack.reshape(n * 5, *x.shape[-2:]), g, shape, boundary).reshape(n, 5, -1)
-    mx, my, exx, eyy, exy = filtered.unbind(1)
-    vx, vy, cxy = exx - mx * mx, eyy - my * my, exy - mx * my
-    smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return smap.mean(dim=-1)
+    maps = [y, y * y] + [m for x in refs for m in (x, x * x, x * y)]
+    n = y.shape[0]
+    filtered = separable(torch.stack(maps, dim=1).reshape(n * len(maps), *y.shape[-2:]), g, shape, boundary)
+    filtered = filtered.reshape(n, len(maps), -1).unbind(1)
+    my, vy = filtered[0], filtered[1] - filtered[0] * filtered[0]
+    out = []
+    for i in range(len(refs)):
+        mx, exx, exy = filtered[2 + 3 * i: 5 + 3 * i]
+        vx, cxy = exx - mx * mx, exy - mx * my
+        smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+        out.append(smap.mean(dim=-1))
+    return out
+
+
+def ssim_pair(x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:
+    """Mean SSIM of two planes; see :func:`ssim_maps`."""
+    return ssim_maps([x], y, **options)[0]
 
 
 @metric("SSIM", "higher", needs_sources=True)
@@ -41,7 +51,7 @@ def ssim(fused, ir, vis, reduce: str = "mean", value_scale: float = 1.0, **optio
     ``shape='valid'`` (VIFB ``filter2``) or ``'same'`` with ``boundary='replicate'`` (MATLAB ``ssim``).
     """
     f, a, b = fused * value_scale, ir * value_scale, vis * value_scale
-    return _reduce(ssim_pair(a, f, **options), ssim_pair(b, f, **options), reduce)
+    return _reduce(*ssim_maps([a, b], f, **options), reduce)
 
 
 @metric("MS_SSIM", "higher", needs_sources=True)
@@ -60,7 +70,8 @@ def correlation_coefficient(fused, ir, vis, reduce: str = "mean", tang_mean_bug:
     r"""Correlation coefficient :math:`CC = \tfrac12[r(A,F) + r(B,F)]`, r = Pearson (``corr2``).
 
     Deshmukh & Bhosale, "Image fusion and image quality assessment of fused images", IJIP 2010.
-    ``tang_mean_bug``: Tang's ``CC_evaluation.m`` centres B with the mean of A in the numerator of r(B,F).
+    ``tang_mean_bug``: Tang's ``CC_evaluation.m`` centres B with the mean of A in the numerator of r(B,F);
+    harmless, since the fused deviations sum to zero (kept to show it).
     """
     r_af = corr2(ir, fused)
     if tang_mean_bug:
