@@ -75,7 +75,9 @@ class Pair:
         return f"{self.dataset}/{self.stem}"
 
 
-def _stem_files(folder: Path) -> dict[str, Path]:
+def image_files(folder: str | os.PathLike) -> dict[str, Path]:
+    """Images of a folder by stem; a clear error for a missing or empty folder or a stem used twice."""
+    folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found")
     files: dict[str, Path] = {}
@@ -93,25 +95,25 @@ def _stem_files(folder: Path) -> dict[str, Path]:
 def pairs_from_dirs(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike, dataset: str = "custom") -> list[Pair]:
     """Pair the images of two folders by file stem; every stem must have a partner."""
     ir_dir, vis_dir = Path(ir_dir), Path(vis_dir)
-    ir_files, vis_files = _stem_files(ir_dir), _stem_files(vis_dir)
+    ir_files, vis_files = image_files(ir_dir), image_files(vis_dir)
     for stem in sorted(ir_files.keys() ^ vis_files.keys()):
         have, lack = (ir_files[stem], vis_dir) if stem in ir_files else (vis_files[stem], ir_dir)
         raise DataError(f"{have}: no partner with stem '{stem}' in {lack}")
-    return [Pair(dataset, stem, ir_files[stem], vis_files[stem]) for stem in sorted(ir_files, key=_natural_key)]
+    return [Pair(dataset, stem, ir_files[stem], vis_files[stem]) for stem in sorted(ir_files, key=natural_key)]
 
 
-def _natural_key(text: str):
+def natural_key(text: str):
     return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", text)]
 
 
 def _fel_pairs(folder: Path, dataset: str) -> list[Pair]:
     """FEL sequences: ``thermal/<n>i.png`` ↔ ``visual/<n>v.png``, stem ``<n>``."""
-    thermal = {p.stem[:-1]: p for p in _stem_files(folder / "thermal").values() if p.stem.endswith("i")}
-    visual = {p.stem[:-1]: p for p in _stem_files(folder / "visual").values() if p.stem.endswith("v")}
+    thermal = {p.stem[:-1]: p for p in image_files(folder / "thermal").values() if p.stem.endswith("i")}
+    visual = {p.stem[:-1]: p for p in image_files(folder / "visual").values() if p.stem.endswith("v")}
     for stem in sorted(thermal.keys() ^ visual.keys()):
         have = thermal.get(stem) or visual.get(stem)
         raise DataError(f"{have}: no partner frame '{stem}' in {folder}")
-    return [Pair(dataset, stem, thermal[stem], visual[stem]) for stem in sorted(thermal, key=_natural_key)]
+    return [Pair(dataset, stem, thermal[stem], visual[stem]) for stem in sorted(thermal, key=natural_key)]
 
 
 def _band(name: str) -> str | None:
@@ -127,7 +129,7 @@ def _band(name: str) -> str | None:
 def scene_pair(folder: Path, dataset: str, stem: str) -> Pair:
     """A TNO scene folder holding exactly one LWIR and one visible image (per-folder naming rules)."""
     bands: dict[str, list[Path]] = {"ir": [], "vis": []}
-    for path in _stem_files(folder).values():
+    for path in image_files(folder).values():
         band = _band(path.name)
         if band:
             bands[band].append(path)

@@ -27,7 +27,7 @@ print(table[["dataset", "pairs", "smallest_hxw", "largest_hxw", "distinct_sizes"
     ("md", "## Figure: image sizes per set (megapixels per pair)"),
     ("code", """sizes = {name: [np.prod(data.check_pair(p)) / 1e6 for p in data.list_pairs(name)] for name in table["dataset"]}
 fig, ax = plt.subplots(figsize=(9, 4))
-ax.boxplot(list(sizes.values()), vert=False, tick_labels=list(sizes.keys()))
+ax.boxplot(list(sizes.values()), orientation="horizontal", tick_labels=list(sizes.keys()))
 ax.set_xlabel("megapixels per pair")
 ax.set_title("Resolution of each data set's pairs")
 io.save_figure(fig, out / "resolution.png")

@@ -1,7 +1,6 @@
 """``python -m fusion_core score``: score every fused image of a folder against its sources, matched by stem."""
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -14,34 +13,16 @@ from .conventions import get_convention
 from .score import score
 
 
-def image_files(folder: str | os.PathLike) -> dict[str, Path]:
-    """Images of a folder by stem (``data.IMAGE_SUFFIXES``); a clear error for a missing/empty folder or a
-    stem used twice."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise data.DataError(f"{folder}: folder not found")
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in data.IMAGE_SUFFIXES or path.name.startswith("."):
-            continue
-        if path.stem in files:
-            raise data.DataError(f"{path}: two images share the stem '{path.stem}' ({files[path.stem].name})")
-        files[path.stem] = path
-    if not files:
-        raise data.DataError(f"{folder}: no images ({', '.join(data.IMAGE_SUFFIXES)}) in this folder")
-    return files
-
-
 def matched_triples(fused_dir, ir_dir, vis_dir) -> list[tuple[str, Path, Path, Path]]:
     """(stem, fused, ir, vis) for every fused image; every stem must exist in all three folders."""
-    fused, ir, vis = image_files(fused_dir), image_files(ir_dir), image_files(vis_dir)
+    fused, ir, vis = data.image_files(fused_dir), data.image_files(ir_dir), data.image_files(vis_dir)
     for stem in sorted(set(fused) | set(ir) | set(vis)):
         present = {"fused": fused, "ir": ir, "vis": vis}
         have = next(d[stem] for d in present.values() if stem in d)
         lacking = [Path(f).as_posix() for f, d in zip((fused_dir, ir_dir, vis_dir), present.values()) if stem not in d]
         if lacking:
             raise data.DataError(f"{have}: no partner with stem '{stem}' in {', '.join(lacking)}")
-    return [(stem, fused[stem], ir[stem], vis[stem]) for stem in sorted(fused, key=data._natural_key)]
+    return [(stem, fused[stem], ir[stem], vis[stem]) for stem in sorted(fused, key=data.natural_key)]
 
 
 def _read(path: Path) -> torch.Tensor:
