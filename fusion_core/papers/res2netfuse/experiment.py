@@ -188,10 +188,12 @@ def loss_history(model: str, seed: int, profile: str) -> pd.DataFrame:
     return pd.read_csv(history)
 
 
-def reconstruction_metrics(model: str, seed: int, profile: str, progress: bool = False, limit: int | None = None) -> pd.DataFrame:
+def reconstruction_metrics(model: str, seed: int, profile: str, progress: bool = False, limit: int | None = None,
+                           postprocess_mode: str = "code") -> pd.DataFrame:
     """Table III: SSIM, PSNR, MSE (on [0, 1]) between each held-out image and its reconstruction, per image.
 
-    The reconstruction is post-processed as the code did (per-image min–max stretch, uint8 truncation).
+    The reconstruction is post-processed as the code did (``postprocess_mode="code"``: per-image min–max
+    stretch, uint8 truncation) or clipped and rounded (``"clip_round"``, ours: no stretch).
     SSIM is the li convention's MATLAB-style SSIM (Gaussian σ = 1.5, data range 1).
     """
     from ...metrics import score
@@ -206,7 +208,7 @@ def reconstruction_metrics(model: str, seed: int, profile: str, progress: bool =
         if crop is not None:
             image = image[..., : crop[0], : crop[1]]
         with torch.no_grad():
-            recon = postprocess(net(image * 255.0))
+            recon = postprocess(net(image * 255.0), postprocess_mode)
         mse = float(((recon.double() - image.double()) ** 2).mean())
         ssim = float(score(recon, image, image, ["SSIM"], CONVENTION)["SSIM"][0])
         rows.append({"image": pair.name, "model": model, "seed": seed, "SSIM": ssim,
@@ -214,18 +216,21 @@ def reconstruction_metrics(model: str, seed: int, profile: str, progress: bool =
     return pd.DataFrame(rows)
 
 
-def recon_raw(models, seeds, profile: str, out: Path, verify: str = "sample", progress: bool = False):
+def recon_raw(models, seeds, profile: str, out: Path, verify: str = "sample", progress: bool = False,
+              postprocess_mode: str = "code"):
     """Table III per-image rows; eval reads ``raw/recon_*.csv`` and re-computes a sample (or all) to check."""
     frames, checks = [], []
     for model in models:
         for seed in seeds:
             ckpt = ensure_model(model, seed, profile, progress)
-            path = out / "raw" / f"recon_{model}_seed{seed}.csv"
+            suffix = "" if postprocess_mode == "code" else f"_{postprocess_mode}"
+            path = out / "raw" / f"recon_{model}_seed{seed}{suffix}.csv"
             if profile == "eval":
                 if not path.is_file():
                     raise FileNotFoundError(f"{path}: no committed raw results; run profile='full'")
                 stored = pd.read_csv(path)
-                fresh = reconstruction_metrics(model, seed, profile, limit=None if verify == "all" else VERIFY_SAMPLE)
+                fresh = reconstruction_metrics(model, seed, profile, limit=None if verify == "all" else VERIFY_SAMPLE,
+                                               postprocess_mode=postprocess_mode)
                 merged = stored.merge(fresh, on=["image", "model", "seed"], suffixes=("_stored", "_fresh"))
                 for _, row in merged.iterrows():
                     rel = max(abs(row[f"{m}_fresh"] - row[f"{m}_stored"]) / max(abs(row[f"{m}_stored"]), 1e-12)
@@ -235,7 +240,7 @@ def recon_raw(models, seeds, profile: str, out: Path, verify: str = "sample", pr
             elif path.is_file() and path.stat().st_mtime >= ckpt.stat().st_mtime:
                 stored = pd.read_csv(path)
             else:
-                stored = reconstruction_metrics(model, seed, profile, progress)
+                stored = reconstruction_metrics(model, seed, profile, progress, postprocess_mode=postprocess_mode)
                 write_csv(path, stored)
             frames.append(stored)
     return pd.concat(frames, ignore_index=True), pd.DataFrame(checks)
