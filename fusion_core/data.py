@@ -222,13 +222,18 @@ def list_pairs(name: str) -> list[Pair]:
 
 # --------------------------------------------------------------------------- splits
 
+def _read_list(path: Path, what: str) -> list[str]:
+    """Non-empty lines of a committed list file, ``#`` comments stripped."""
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    entries = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    return [e for e in entries if e]
+
+
 def load_split(paper: str, role: str) -> list[Pair]:
     """Pairs listed in ``data/splits/<paper>/<role>.txt`` (lines ``<dataset>/<stem>``, # comments)."""
     path = SPLITS_DIR / paper / f"{role}.txt"
-    if not path.is_file():
-        raise DataError(f"{path}: split file not found")
-    wanted = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
-    wanted = [w for w in wanted if w]
+    wanted = _read_list(path, "split file")
     by_set: dict[str, dict[str, Pair]] = {}
     pairs = []
     for entry in wanted:
@@ -502,11 +507,7 @@ def natural_image(spec: str) -> np.ndarray:
 
 def load_image_list(paper: str, name: str) -> list[str]:
     """Image specs (see :func:`natural_image`) listed in ``data/splits/<paper>/<name>.txt``."""
-    path = SPLITS_DIR / paper / f"{name}.txt"
-    if not path.is_file():
-        raise DataError(f"{path}: image list not found")
-    specs = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
-    specs = [s for s in specs if s]
+    specs = _read_list(SPLITS_DIR / paper / f"{name}.txt", "image list")
     if not specs:
-        raise DataError(f"{path}: lists no image")
+        raise DataError(f"{SPLITS_DIR / paper / f'{name}.txt'}: lists no image")
     return specs
