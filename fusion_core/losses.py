@@ -84,6 +84,7 @@ class DIDFuseWeights:
     distance: str = "mse"
     base_term: bool = True  # off: Eq. 26 (Exp. 1) / Eq. 28 (Exp. 3)
     detail_term: bool = True  # off: Eq. 27 (Exp. 2) / Eq. 28 (Exp. 3)
+    autoencoder: bool = False  # on: Eq. 29 (Exp. 4), both modalities as single images X
 
 
 DIDFUSE_PRESETS: dict[str, DIDFuseWeights] = {
@@ -104,6 +105,12 @@ def didfuse_loss(ir, vis, ir_rec, vis_rec, ir_features, vis_features, weights: D
     ir_term = reconstruction_loss(ir, ir_rec, weights.lam)
     vis_term = reconstruction_loss(vis, vis_rec, weights.lam)
     vis_grad = gradient_l1(vis, vis_rec)
+    if weights.autoencoder:
+        # Eq. 29, α2·f(X, X̂) + α4·‖∇X − ∇X̂‖1, averaged over the batch's IR and VIS images taken as singles X.
+        ir_grad = gradient_l1(ir, ir_rec)
+        total = weights.alpha2 * (ir_term + vis_term) / 2 + weights.alpha4 * (ir_grad + vis_grad) / 2
+        return {"total": total, "base": base, "detail": detail, "ir_rec": ir_term, "vis_rec": vis_term,
+                "vis_grad": vis_grad}
     total = weights.alpha2 * ir_term + weights.alpha3 * vis_term + weights.alpha4 * vis_grad
     if weights.base_term and ir_features.base is not None:
         total = total + torch.tanh(base)

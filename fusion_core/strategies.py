@@ -38,6 +38,8 @@ import functools
 import inspect
 from typing import Callable, NamedTuple
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.filters import box_blur
@@ -122,12 +124,17 @@ def histogram_saliency(q: torch.Tensor, levels: int = LEVELS) -> torch.Tensor:
 
 
 def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
-    r"""Mean over a (2r+1)×(2r+1) window with reflect border, by running sums: O(1) per pixel in r.
+    r"""Mean over a (2r+1)×(2r+1) window with reflect border: O(1) per pixel in r.
 
-    Same values as ``kornia.filters.box_blur(x, 2r+1, "reflect")`` (tested), ≈5× faster on CPU at
-    r = 45 than kornia's separable convolution.
+    Same values as ``kornia.filters.box_blur(x, 2r+1, "reflect")`` (tested). On CPU, without autograd,
+    each plane goes through OpenCV's ``cv2.blur`` (``BORDER_REFLECT_101`` = torch's "reflect"), ≈8×
+    faster than the torch running sums used elsewhere (CUDA, or when gradients are needed).
     """
     k = 2 * radius + 1
+    if x.device.type == "cpu" and not x.requires_grad and x.dtype in (torch.float32, torch.float64):
+        planes = x.detach().reshape(-1, *x.shape[-2:]).contiguous().numpy()
+        out = np.stack([cv2.blur(plane, (k, k), borderType=cv2.BORDER_REFLECT_101) for plane in planes])
+        return torch.from_numpy(out).view_as(x)
     x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
     x = F.pad(x.cumsum(-1), (1, 0))
     x = x[..., k:] - x[..., :-k]

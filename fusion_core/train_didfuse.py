@@ -17,7 +17,7 @@ quick      2       4      32    8       1, 2        seconds on a CPU, for tests 
 =========  ======  =====  ====  ======  ==========  ==============================================
 
 Learning-rate steps sit at ⅓ and ⅔ of the epochs (÷10 each; "decrease by 10 times every 40 epochs"
-of 120), so ``--epochs`` keeps the schedule's shape. Output: ``<out>/didfuse_<profile>_seed<S>.pt``
+of 120), so ``--epochs`` keeps the schedule's shape. Output: ``<out>/didfuse_<profile>[_<ablation>]_seed<S>.pt``
 plus its ``.json`` manifest and ``_history.csv`` (see :mod:`fusion_core.train`); an existing
 checkpoint of the same run is resumed.
 """
@@ -55,6 +55,30 @@ PROFILES = {
 }
 
 
+@dataclass(frozen=True)
+class Ablation:
+    """One Table IV experiment: the network switches and the loss switches it trains with (spec §7)."""
+
+    model: dict
+    loss: dict
+    description: str
+
+
+ABLATIONS = {
+    "exp1": Ablation(dict(base=False), dict(base_term=False),
+                     "Exp. 1, no base-scale module: conv3 removed, decoder gets D only; loss Eq. 26"),
+    "exp2": Ablation(dict(detail=False), dict(detail_term=False),
+                     "Exp. 2, no detail-scale module: conv4 removed, decoder gets B only; loss Eq. 27"),
+    "exp3": Ablation(dict(), dict(base_term=False, detail_term=False),
+                     "Exp. 3, no two-scale decomposition loss: full network; loss Eq. 28"),
+    "exp4": Ablation(dict(detail=False), dict(base_term=False, detail_term=False, autoencoder=True),
+                     "Exp. 4, plain auto-encoder: conv4 removed, skips kept; loss Eq. 29 on IR and VIS as single "
+                     "images (a batch holds 24 pairs = 48 singles, not 24 random singles)"),
+    "exp5": Ablation(dict(skips=False), dict(),
+                     "Exp. 5, no skip connections: conv6/conv7 take 64 channels; loss Eq. 5"),
+}
+
+
 def milestones(epochs: int) -> tuple[int, ...]:
     """Steps at ⅓ and ⅔ of the run: (40, 80) for 120 epochs."""
     return tuple(sorted({m for m in (round(epochs / 3), round(2 * epochs / 3)) if 0 < m < epochs}))
@@ -62,8 +86,12 @@ def milestones(epochs: int) -> tuple[int, ...]:
 
 def train_didfuse(profile: str = "quick", seed: int = 0, out: str | Path = "checkpoints/didfuse", epochs=None,
                   crop=None, max_pairs=None, batch_size=None, loss_preset: str = "paper", device: str = "cpu",
-                  crop_mode: str = "center", resume: bool = True, progress: bool = True, name: str | None = None):
-    """Train one DIDFuse model; returns (checkpoint path, history DataFrame)."""
+                  crop_mode: str = "center", resume: bool = True, progress: bool = True, name: str | None = None,
+                  ablation: str | None = None):
+    """Train one DIDFuse model (or a Table IV ``ablation``, see :data:`ABLATIONS`); returns (checkpoint, history)."""
+    if ablation is not None and ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation '{ablation}'; known: {', '.join(ABLATIONS)}")
+    variant = ABLATIONS[ablation] if ablation else Ablation({}, {}, "full DIDFuse")
     base = PROFILES[profile]
     settings = replace(base, epochs=epochs if epochs is not None else base.epochs,
                        batch_size=batch_size or base.batch_size, crop=crop or base.crop,
@@ -76,11 +104,13 @@ def train_didfuse(profile: str = "quick", seed: int = 0, out: str | Path = "chec
                          milestones=milestones(settings.epochs), gamma=0.1, seed=seed, device=device,
                          profile=profile)
     seed_everything(seed)  # before the model: the initial weights depend on the seed only
-    model = DIDFuse()
-    loss = DIDFuseLoss(loss_preset)
-    name = name or f"didfuse_{profile}_seed{seed}" + ("" if loss_preset == "paper" else f"_{loss_preset}")
+    model = DIDFuse(**variant.model)
+    loss = DIDFuseLoss(loss_preset, **variant.loss)
+    name = name or (f"didfuse_{profile}" + (f"_{ablation}" if ablation else "") + f"_seed{seed}"
+                    + ("" if loss_preset == "paper" else f"_{loss_preset}"))
     checkpoint = Path(out) / f"{name}.pt"
-    info = {"split": f"{PAPER}/train", **crops.describe(), "profile_description": settings.description
+    info = {"split": f"{PAPER}/train", **crops.describe(), "variant": ablation or "full",
+            "variant_description": variant.description, "profile_description": settings.description
             if settings == base else f"{base.description}; overridden: {_overrides(base, settings)}"}
     history = train(model, loss, crops, config, checkpoint=checkpoint, resume=resume, progress=progress,
                     data_info=info)
@@ -173,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-pairs", type=int, help="use only the first K pairs of the training split")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--loss", default="paper", choices=sorted(DIDFUSE_PRESETS), help="loss preset")
+    parser.add_argument("--ablation", choices=sorted(ABLATIONS), help="train a Table IV variant instead of the full model")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--name", help="checkpoint file stem (default didfuse_<profile>_seed<S>)")
@@ -192,7 +223,8 @@ def main(argv=None) -> int:
             return 0
         checkpoint, history = train_didfuse(
             args.profile, args.seed, args.out, args.epochs, args.crop, args.max_pairs, args.batch_size, args.loss,
-            args.device, args.crop_mode, resume=not args.no_resume, progress=not args.no_progress, name=args.name)
+            args.device, args.crop_mode, resume=not args.no_resume, progress=not args.no_progress, name=args.name,
+            ablation=args.ablation)
     except (data.DataError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
