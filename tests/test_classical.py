@@ -105,8 +105,34 @@ def test_dchwt_and_msvd_decompositions_reconstruct_exactly():
     assert np.allclose(dchwt_inverse(dchwt_forward(x), x.shape), x, atol=1e-12)
     t, u = msvd(x[:36])
     assert np.allclose(u.T @ u, np.eye(4), atol=1e-12)
-    assert np.allclose(u @ t, np.stack([x[:36:2, ::2].ravel(), x[1:36:2, ::2].ravel(),
-                                        x[:36:2, 1::2].ravel(), x[1:36:2, 1::2].ravel()]), atol=1e-12)
+    # columns: 2×2 blocks read column-major, blocks in column-major order (MATLAB's layout)
+    assert np.allclose(u @ t, np.stack([x[:36:2, ::2].ravel("F"), x[1:36:2, ::2].ravel("F"),
+                                        x[:36:2, 1::2].ravel("F"), x[1:36:2, 1::2].ravel("F")]), atol=1e-12)
+
+
+@pytest.mark.parametrize("split, merge", [(np.subtract, np.add), (np.divide, np.multiply)])
+def test_gaussian_pyramid_bands_collapse_back_to_the_image(split, merge, crop_pair):
+    from fusion_core.classical._multiscale import collapse, gaussian_pyramid_bands
+
+    ir = crop_pair[0][0, 0, :71, :93].numpy() + 0.1  # odd sizes; positive for the ratio pyramid
+    bands = gaussian_pyramid_bands(ir, 4, split)
+    assert [b.shape for b in bands] == [(71, 93), (36, 47), (18, 24), (9, 12), (5, 6)]
+    assert np.allclose(collapse(bands, merge), ir, atol=1e-12)
+    assert len(gaussian_pyramid_bands(ir[:1, :7], 4, split)) == 1  # nothing left to halve
+
+
+def test_lp_and_rp_fuse_their_pyramids_with_the_documented_rules(crop_pair):
+    from fusion_core.classical import lp, rp
+    from fusion_core.classical._multiscale import collapse
+
+    a, b = (t[0, 0].numpy() for t in crop_pair)
+    la, lb = lp.laplacian_pyramid(a), lp.laplacian_pyramid(b)
+    details = [np.where(np.abs(x) >= np.abs(y), x, y) for x, y in zip(la[:-1], lb[:-1])]
+    assert np.allclose(lp.lp_array(a, b), collapse(details + [(la[-1] + lb[-1]) / 2], np.add), atol=1e-12)
+    ra, rb = rp.ratio_pyramid(a + rp.OFFSET), rp.ratio_pyramid(b + rp.OFFSET)
+    ratios = [np.where(np.abs(x - 1) >= np.abs(y - 1), x, y) for x, y in zip(ra[:-1], rb[:-1])]
+    fused = collapse(ratios + [(ra[-1] + rb[-1]) / 2], np.multiply) - rp.OFFSET
+    assert np.allclose(rp.rp_array(a, b), fused, atol=1e-12)
 
 
 def test_rgb_per_channel_helper_fuses_each_channel_with_the_ir():
@@ -140,8 +166,8 @@ def test_cli_fuses_a_folder_of_real_crops(method, data_root, tmp_path):
 
 
 # SSIM of our VIFB-style colour output against VIFB's stored JPEG, on two small pairs (full images:
-# the mean filters of TIF and GFF see the whole image). MSVD is not here: VIFB's output depends on
-# MATLAB's arbitrary singular-vector signs (see fusion_core/classical/msvd.py).
+# the mean filters of TIF and GFF see the whole image). MSVD is not here: on peopleshadow VIFB's
+# MATLAB returned other singular-vector signs than LAPACK's (see the MSVD tests below).
 @pytest.mark.parametrize("method", ["adf", "gff", "tif", "gtf"])
 @pytest.mark.parametrize("stem", ["walking", "peopleshadow"])
 def test_agrees_with_vifb_fused_image(method, stem, data_root):
@@ -158,12 +184,42 @@ def test_every_vifb_overlap_has_a_colour_variant():
     assert set(vifb.VIFB_NAMES) <= set(VIFB_RGB)
 
 
-# Stored as VIFB stored its outputs (quality-75 JPEG, which PIL encodes like MATLAB), our ADF, CBF and
-# TIF (and GFF, inputs re-encoded like VIFB did) reproduce VIFB's files exactly on this pair: any change to their arithmetic breaks this.
-@pytest.mark.parametrize("method", ["adf", "cbf", "tif", "gff"])
+# Stored as VIFB stored its outputs (quality-75 JPEG, which PIL encodes like MATLAB), our ADF, CBF,
+# TIF, MSVD (LAPACK's singular-vector signs) and GFF (inputs re-encoded like VIFB did) reproduce
+# VIFB's files exactly on this pair: any change to their arithmetic breaks this.
+@pytest.mark.parametrize("method", ["adf", "cbf", "tif", "gff", "msvd"])
 def test_reproduces_vifb_file_exactly_after_jpeg(method, data_root):
     pair = next(p for p in data.list_pairs("vifb21") if p.stem == "walking")
     ir, vis = vifb.load_rgb_pair(pair)
     ours = vifb.fuse_like_vifb(method, ir, vis)
     result = vifb.jpeg_agreement(ours, vifb.read_rgb8(vifb.reference_path("walking", method)))
     assert result["px_equal"] >= 0.999, result
+
+
+def test_vifb_files_are_quality_75_jpegs(data_root):
+    for stem, method in [("walking", "gff"), ("labMan", "msvd"), ("running", "tif")]:
+        assert vifb.jpeg_quality(vifb.reference_path(stem, method)) == vifb.JPEG_QUALITY
+
+
+def test_vifb_gff_did_not_fuse_the_pairs_with_a_single_channel_ir_file(data_root):
+    pairs = {p.stem: p for p in data.list_pairs("vifb21")}
+    assert {s for s, p in pairs.items() if not vifb.vifb_fused("gff", p)} == {
+        "manWalking", "running", "walking2", "walkingnight"}
+    assert all(vifb.vifb_fused("msvd", p) for p in pairs.values())
+    # VIFB's file is the visible image with its green plane replaced by the IR image, value for value
+    pair = pairs["running"]
+    theirs = vifb.read_rgb8(vifb.reference_path("running", "gff"))
+    assert vifb.jpeg_agreement(vifb.vifb_gff_unfused(pair), theirs)["px_equal"] == 1.0
+    ours = vifb.fuse_like_vifb("gff", *vifb.load_rgb_pair(pair))
+    assert vifb.agreement(ours, theirs)["ssim"] < 0.8  # a real fusion is far from it
+
+
+def test_msvd_disagreement_with_vifb_is_singular_vector_signs_only(data_root):
+    """peopleshadow: with LAPACK's signs SSIM ~0.75; flipping two of U's columns on the visible side
+    (what VIFB's MATLAB returned) reproduces VIFB's file value for value after JPEG storage."""
+    pair = next(p for p in data.list_pairs("vifb21") if p.stem == "peopleshadow")
+    ours = vifb.fuse_like_vifb("msvd", *vifb.load_rgb_pair(pair))
+    assert vifb.agreement(ours, vifb.read_rgb8(vifb.reference_path("peopleshadow", "msvd")))["ssim"] < 0.8
+    found = vifb.msvd_signs_reproducing_vifb(pair)
+    assert found["px_equal"] == 1.0, found
+    assert all(f == [1, -1, -1, 1] for f in found["flips"]), found

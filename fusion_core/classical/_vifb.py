@@ -5,6 +5,15 @@ colour pairs in MATLAB and stored 8-bit JPEGs. :func:`fuse_like_vifb` reproduces
 handling per method (:data:`fusion_core.classical.VIFB_RGB`), :func:`agreement` compares our 8-bit
 RGB result with theirs (SSIM averaged over the RGB channels, PSNR over all of them), and
 :func:`jpeg_ceiling` says how much agreement the JPEG storage alone leaves.
+
+Two properties of VIFB's files, measured here rather than assumed:
+
+- every file is a quality-75 JPEG (:func:`jpeg_quality` reads the quantisation tables: the IJG
+  tables at quality 75, MATLAB ``imwrite``'s default), and PIL's encoder at that quality decodes to
+  the same pixels as MATLAB's (ADF, TIF: JPEG(ours) equals VIFB's file value for value), so our
+  output stored like VIFB's can be compared with, and scored like, VIFB's file;
+- VIFB's GFF driver did not fuse the pairs whose IR file is single-channel (:func:`vifb_fused`,
+  :func:`vifb_gff_unfused`): those four files are excluded from GFF's agreement.
 """
 from __future__ import annotations
 
@@ -18,12 +27,37 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from .. import data
 from ._common import VIFB_RGB
+from .msvd import _unblocks, fuse_bands, msvd
 
 # our method name -> VIFB's file suffix, for every method both have
 VIFB_NAMES = {"adf": "ADF", "cbf": "CBF", "gff": "GFF", "gtf": "GTF", "msvd": "MSVD", "tif": "TIF"}
 JPEG_QUALITY = 75  # MATLAB imwrite's default
 # VIFB's run_GFF wrote both inputs to quality-75 JPEGs and read them back before fusing
 REENCODED_INPUTS = {"gff"}
+
+
+def vifb_fused(method: str, pair: data.Pair) -> bool:
+    """False where VIFB's stored image for ``method`` is not a fusion of ``pair``.
+
+    VIFB's ``run_GFF`` writes the visible image and then the IR image as JPEGs and reads them back
+    with the GFF authors' ``load_images``, which sizes its array from the first (colour) file and
+    stores a single-channel second file with ``I(:,:,i) = im`` — in a 4-D array that is the visible
+    image's green plane. GFF then "fuses" the visible image (green replaced by IR) with an all-zero
+    image, which returns it unchanged. This happens exactly when the IR file has one channel
+    (manWalking, running, walking2, walkingnight in vifb21); :func:`vifb_gff_unfused` rebuilds
+    those files.
+    """
+    return not (method == "gff" and data.read_array(pair.ir).ndim == 2)
+
+
+def vifb_gff_unfused(pair: data.Pair) -> np.ndarray:
+    """What VIFB's GFF driver returned for a single-channel IR file (uint8 H×W×3): the visible
+    image through a quality-75 JPEG round trip with its green plane replaced by the IR image through
+    a grey quality-75 JPEG round trip (no fusion; see :func:`vifb_fused`)."""
+    ir, vis = load_rgb_pair(pair)
+    out = jpeg_roundtrip(_to_rgb8(vis))
+    out[..., 1] = jpeg_roundtrip(_to_rgb8(ir)[..., 0])  # MATLAB writes a 2-D image as a grey JPEG
+    return out
 
 
 def reference_root() -> Path:
@@ -61,9 +95,14 @@ def crop(ir: torch.Tensor, vis: torch.Tensor, size: int | None) -> tuple[torch.T
     return ir[..., window[0], window[1]], vis[..., window[0], window[1]], window
 
 
+def _to_rgb8(image: torch.Tensor) -> np.ndarray:
+    return np.round(image[0].double().numpy().transpose(1, 2, 0) * 255.0).astype(np.uint8)
+
+
 def _reencoded(image: torch.Tensor) -> torch.Tensor:
-    """A 1×C×H×W [0, 1] image through an 8-bit RGB quality-75 JPEG round trip (grey stays grey)."""
-    pixels = np.round(image[0].double().numpy().transpose(1, 2, 0) * 255.0).astype(np.uint8)
+    """A 1×C×H×W [0, 1] image through an 8-bit RGB quality-75 JPEG round trip; one channel is
+    encoded as three equal ones (as VIFB's three-channel IR files are) and returned as one."""
+    pixels = _to_rgb8(image)
     rgb = jpeg_roundtrip(np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels)
     out = rgb[..., :1] if image.shape[1] == 1 else rgb
     return torch.from_numpy(out.transpose(2, 0, 1).astype(np.float64) / 255.0)[None]
@@ -89,10 +128,25 @@ def agreement(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
 
 
 def jpeg_roundtrip(image: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:
+    """uint8 H×W×3 (or H×W grey, kept grey) through an in-memory JPEG at ``quality`` (PIL, 4:2:0)."""
     buffer = _io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
     buffer.seek(0)
-    return np.asarray(Image.open(buffer).convert("RGB"))
+    return np.array(Image.open(buffer).convert("RGB" if image.ndim == 3 else "L"))
+
+
+def _quantization(quality: int) -> dict:
+    buffer = _io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    return Image.open(buffer).quantization
+
+
+def jpeg_quality(path) -> int | None:
+    """The IJG quality (1–100) whose quantisation tables the JPEG file uses; None if none matches."""
+    with Image.open(path) as image:
+        tables = image.quantization
+    return next((q for q in range(100, 0, -1) if _quantization(q) == tables), None)
 
 
 def jpeg_agreement(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
@@ -116,6 +170,43 @@ def jpeg_ceiling(theirs: np.ndarray, ours: np.ndarray | None = None) -> dict[str
     if ours is not None:
         out.update({f"ours_vs_jpeg_{k}": v for k, v in agreement(jpeg_roundtrip(ours), ours).items()})
     return out
+
+
+def msvd_signs_reproducing_vifb(pair: data.Pair, top: int = 3) -> dict:
+    """Singular-vector signs that make our MSVD reproduce VIFB's file (a measurement, not a method).
+
+    Per RGB channel, the 8 flips of U's columns 2–4 on the visible side relative to the IR side
+    (flipping both sides changes nothing) are ranked by how close that channel comes to VIFB's;
+    then the combinations of each channel's ``top`` best are tried, best-ranked first, and the one
+    whose quality-75 JPEG matches most of VIFB's stored values is kept. Returns
+    ``{"flips": [[±1]*4]*3, "px_equal": fraction}``; all +1 means LAPACK's signs are MATLAB's.
+    """
+    import itertools
+
+    ir, vis = load_rgb_pair(pair)
+    theirs = read_rgb8(reference_path(pair.stem, "msvd"))
+    grey = ir[0, 0].double().numpy()
+    if grey.shape[0] % 2 or grey.shape[1] % 2:
+        raise ValueError(f"{pair.stem}: odd size {grey.shape}; VIFB resized these, no file comparison")
+    t_ir, u_ir = msvd(grey)
+    flips = [np.array((1.0,) + f) for f in itertools.product((1.0, -1.0), repeat=3)]
+    ranked = []  # per channel: [(flip, 8-bit channel)] best first
+    for c in range(3):
+        t_vis, u_vis = msvd(vis[0, c].double().numpy())
+        fused = [np.clip(np.floor(_unblocks(fuse_bands(t_ir, u_ir, t_vis * f[:, None], u_vis * f), grey.shape)
+                                  * 255.0 + 0.5), 0, 255) for f in flips]
+        order = np.argsort([np.mean((f - theirs[..., c]) ** 2) for f in fused], kind="stable")
+        ranked.append([(flips[k], fused[k].astype(np.uint8)) for k in order[:top]])
+    best = None
+    for choice in sorted(itertools.product(range(top), repeat=3), key=sum):
+        rgb = np.stack([ranked[c][k][1] for c, k in enumerate(choice)], axis=2)
+        px = jpeg_agreement(rgb, theirs)["px_equal"]
+        if best is None or px > best["px_equal"]:
+            flips_used = [ranked[c][k][0].astype(int).tolist() for c, k in enumerate(choice)]
+            best = {"flips": flips_used, "px_equal": px}
+        if px == 1.0:
+            break
+    return best
 
 
 def vifb_metric(stem: str, method: str, metric: str) -> float:

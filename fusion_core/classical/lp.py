@@ -8,42 +8,28 @@ transform and sparse representation", Information Fusion 24, 147–164, 2015.
 Gaussian pyramid $G_{k+1} = \mathrm{REDUCE}(G_k)$ (OpenCV ``pyrDown``: 5-tap binomial filter,
 mirrored borders), Laplacian levels $L_k = G_k - \mathrm{EXPAND}(G_{k+1})$. Fusion: the top
 Gaussian level averaged, each Laplacian coefficient chosen by larger magnitude; then the pyramid is
-collapsed. Parameters (Liu et al. 2015): 4 decomposition levels, average / max-abs rules.
+collapsed, $G_k = L_k + \mathrm{EXPAND}(G_{k+1})$. Parameters (Liu et al. 2015): 4 decomposition
+levels, average / max-abs rules.
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from ._common import per_channel_rgb, per_image, register
-from ._multiscale import average, choose_max
+from ._multiscale import average, choose_max, collapse, gaussian_pyramid_bands
 
 LEVELS = 4
 
 
 def laplacian_pyramid(image: np.ndarray, levels: int = LEVELS) -> list[np.ndarray]:
     """[L_0, ..., L_{n-1}, G_n]; fewer levels when the image gets too small to halve."""
-    pyramid, current = [], np.ascontiguousarray(image, dtype=np.float64)
-    for _ in range(levels):
-        if min(current.shape) < 2:
-            break
-        smaller = cv2.pyrDown(current)
-        pyramid.append(current - cv2.pyrUp(smaller, dstsize=current.shape[::-1]))
-        current = smaller
-    return pyramid + [current]
-
-
-def collapse(pyramid: list[np.ndarray]) -> np.ndarray:
-    current = pyramid[-1]
-    for detail in reversed(pyramid[:-1]):
-        current = detail + cv2.pyrUp(current, dstsize=detail.shape[::-1])
-    return current
+    return gaussian_pyramid_bands(image, levels, np.subtract)
 
 
 def lp_array(ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
     pa, pb = laplacian_pyramid(ir), laplacian_pyramid(vis)
     fused = [choose_max(a, b) for a, b in zip(pa[:-1], pb[:-1])] + [average(pa[-1], pb[-1])]
-    return collapse(fused)
+    return collapse(fused, np.add)
 
 
 lp_fusion = per_image(lp_array)
