@@ -17,6 +17,7 @@ Two properties of VIFB's files, measured here rather than assumed:
 """
 from __future__ import annotations
 
+import functools
 import io as _io
 from pathlib import Path
 
@@ -135,6 +136,7 @@ def jpeg_roundtrip(image: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray
     return np.array(Image.open(buffer).convert("RGB" if image.ndim == 3 else "L"))
 
 
+@functools.lru_cache(maxsize=None)
 def _quantization(quality: int) -> dict:
     buffer = _io.BytesIO()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buffer, format="JPEG", quality=quality)
