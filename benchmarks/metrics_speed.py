@@ -1,12 +1,21 @@
-"""Metric speed: pairs per second for each metric and for the core set, on tno42-sized pairs (768×576).
+"""Metric speed: seconds per pair and pairs per second for each metric and for the core set, on tno42-sized
+pairs (768×576), on the CPU and, when there is one, a CUDA device.
 
-    python benchmarks/metrics_speed.py [--device cpu|cuda] [--threads N] [--repeats 3] [--pairs 3]
+    python benchmarks/metrics_speed.py [--device cpu,cuda] [--threads N] [--repeats 5] [--pairs 3]
+                                       [--conventions didfuse,tang,vifb] [--no-extra] [--batch 64] [--out CSV]
 
 Uses the first 768×576 pairs of ``tno42`` (real data) with a fused image = their mean (8-bit), so every
 metric sees realistic statistics. The core set is EN SD SF AG MI SCD VIF Qabf SSIM (the CDDFuse
 evaluator's; about 2.1 s per pair on the project's 2-core machine, VIF alone 1.8 s); it is scored with the
 ``didfuse`` convention (VIF = VIFp sum, SF 1/MN, MATLAB AG) and the registry defaults for MI/Qabf/SSIM.
-Not a test: numbers depend on the machine and its load; the output says which.
+Then each default column of the other conventions asked for (``tang``, ``vifb``), and every other registered
+metric with its registry defaults ("extra": FMI, MEF-SSIM, Nabf, CPBD, ...).
+
+Each timing is the best of ``--repeats`` runs over all pairs, one ``score`` call per pair on the CPU; on CUDA
+the pairs are repeated into one batch of ``--batch`` images and timed after synchronising. ``cpu_s`` is the
+process CPU time per pair (all threads), which other jobs on the machine inflate less than the wall time.
+Not a test: the numbers depend on the machine and its load; the table says which. The CPU table goes to
+``benchmarks/results/metrics_speed_cpu.csv`` (CUDA: ``..._cuda.csv``), written atomically.
 """
 from __future__ import annotations
 
@@ -14,14 +23,18 @@ import argparse
 import os
 import platform
 import time
+from pathlib import Path
 
+import pandas as pd
 import torch
 
-from fusion_core import data
-from fusion_core.metrics import METRICS, score
+from fusion_core import data, io
+from fusion_core.metrics import METRICS, get_convention, score
 
 CORE = ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM"]
-CDDFUSE_CORE_S_PER_PAIR = 2.1  # stated in the issue for this 2-core machine
+PEER = {"core set": 2.1, "VIF": 1.8}  # CDDFuse's Python evaluator on this 2-core machine, s/pair (the issue)
+RESULTS = Path(__file__).resolve().parent / "results"
+SLOW_S = 2.0  # a metric slower than this per pair is timed once
 
 
 def load_pairs(count: int, device: str):
@@ -37,44 +50,115 @@ def load_pairs(count: int, device: str):
     return [p.name for p in pairs], out
 
 
-def time_columns(columns, images, device, repeats):
-    """Best-of-``repeats`` seconds per pair for scoring ``columns`` on every pair."""
-    best = float("inf")
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_columns(columns, convention, images, device, repeats) -> tuple[float, float]:
+    """Best-of-``repeats`` (wall, process CPU) seconds per pair for scoring ``columns`` on every batch."""
+    pairs = sum(f.shape[0] for f, _, _ in images)
+    best_wall = best_cpu = float("inf")
+    for run in range(repeats):
+        _sync(device)
+        wall, cpu = time.perf_counter(), time.process_time()
         for fused, ir, vis in images:
-            score(fused, ir, vis, columns, "didfuse", device=device)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, (time.perf_counter() - start) / len(images))
-    return best
+            score(fused, ir, vis, columns, convention, device=device)
+        _sync(device)
+        best_wall = min(best_wall, (time.perf_counter() - wall) / pairs)
+        best_cpu = min(best_cpu, (time.process_time() - cpu) / pairs)
+        if best_wall > SLOW_S:
+            break
+    return best_wall, best_cpu
+
+
+def plan(conventions: list[str], extra: bool) -> list[tuple[str, str, list[str]]]:
+    """(convention, row label, columns): each convention's set, then its columns one by one; then the rest."""
+    rows, seen = [], set()
+    for name in conventions:
+        columns = CORE if name == "didfuse" else list(get_convention(name).default_columns)
+        rows.append((name, "core set" if name == "didfuse" else "default set", columns))
+        for column in columns:
+            rows.append((name, column, [column]))
+            seen.add(get_convention(name).column(column).metric)
+    if extra:
+        rows += [("didfuse", name, [name]) for name in METRICS if name not in seen]
+    return rows
+
+
+def machine(device: str) -> dict:
+    info = {"device": device, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine()}
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def run_device(device: str, args) -> pd.DataFrame:
+    names, images = load_pairs(args.pairs, device)
+    if device == "cuda":  # one batch of args.batch images, the pairs repeated
+        reps = -(-args.batch // len(images))
+        images = [tuple(torch.cat([im[i] for im in images] * reps)[:args.batch] for i in range(3))]
+    load_before = os.getloadavg()[0]
+    print(f"\n== {device}: {', '.join(names)} (768×576); " + ", ".join(f"{k}={v}" for k, v in machine(device).items())
+          + f"; load average {load_before:.1f}", flush=True)
+    for name in args.conventions:  # warm-up: imports, OpenCV/FFT plans, CUDA kernels
+        score(*images[0], CORE if name == "didfuse" else None, name, device=device)
+    rows = []
+    print(f"{'convention':10s} {'metric':12s} {'s/pair':>9s} {'pairs/s':>9s} {'cpu s':>8s} {'vs peer':>8s}")
+    for convention, label, columns in plan(args.conventions, args.extra):
+        wall, cpu = time_columns(columns, convention, images, device, args.repeats)
+        peer = PEER.get(label) if convention == "didfuse" else None
+        rows.append({"convention": convention, "metric": label, "columns": " ".join(columns),
+                     "s_per_pair": wall, "pairs_per_s": 1 / wall, "cpu_s_per_pair": cpu if device == "cpu" else None,
+                     "peer_s_per_pair": peer, "speedup_vs_peer": peer / wall if peer else None})
+        vs = f"{peer / wall:7.1f}x" if peer else ""
+        print(f"{convention:10s} {label:12s} {wall:9.4f} {1 / wall:9.1f} {cpu:8.4f} {vs:>8s}", flush=True)
+    load_after = os.getloadavg()[0]
+    table = pd.DataFrame(rows)
+    for key, value in machine(device).items():
+        table[key] = value
+    table["pairs"] = len(names) if device == "cpu" else args.batch
+    table["repeats"] = args.repeats
+    table["load_before"], table["load_after"] = round(load_before, 2), round(load_after, 2)
+    busy = max(load_before, load_after) > 0.5 * (os.cpu_count() or 1)
+    table["note"] = ("other jobs were running (load average above half the CPUs): wall times are upper bounds"
+                     if busy else "machine otherwise idle")
+    core = table[(table["convention"] == "didfuse") & (table["metric"] == "core set")]
+    if len(core):
+        s = float(core["s_per_pair"].iloc[0])
+        print(f"core set ({' '.join(CORE)}): {s:.4f} s/pair = {1 / s:.1f} pairs/s; "
+              f"{PEER['core set'] / s:.1f}x the CDDFuse evaluator (2.1 s/pair); load {load_before:.1f} → {load_after:.1f}")
+    return table
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--device", default="cpu,cuda", help="comma-separated; cuda is skipped when unavailable")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--metrics", default=None, help="comma-separated subset of the per-metric timings")
+    parser.add_argument("--batch", type=int, default=64, help="CUDA batch size (pairs per score call)")
+    parser.add_argument("--conventions", default="didfuse,tang,vifb")
+    parser.add_argument("--no-extra", dest="extra", action="store_false", help="skip the remaining registered metrics")
+    parser.add_argument("--out", default=None, help="CSV path (default: benchmarks/results/metrics_speed_<device>.csv)")
     args = parser.parse_args(argv)
+    args.conventions = args.conventions.split(",")
     if args.threads:
         torch.set_num_threads(args.threads)
-    names, images = load_pairs(args.pairs, args.device)
-    print(f"device={args.device} torch_threads={torch.get_num_threads()} cpus={os.cpu_count()} "
-          f"load={os.getloadavg()[0]:.1f} python={platform.python_version()} torch={torch.__version__}")
-    print(f"pairs: {', '.join(names)} (768×576)")
-    time_columns(CORE[:1], images[:1], args.device, 1)  # warm-up
-    core = time_columns(CORE, images, args.device, args.repeats)
-    print(f"core set ({' '.join(CORE)}): {core:.3f} s/pair = {1 / core:.2f} pairs/s; "
-          f"speed-up vs CDDFuse evaluator (2.1 s/pair): {CDDFUSE_CORE_S_PER_PAIR / core:.1f}x")
-    wanted = args.metrics.split(",") if args.metrics else list(METRICS)
-    print(f"{'metric':10s} {'s/pair':>8s} {'pairs/s':>8s}")
-    for name in wanted:
-        seconds = time_columns([name], images, args.device, args.repeats)
-        print(f"{name:10s} {seconds:8.3f} {1 / seconds:8.2f}")
+    devices = args.device.split(",")
+    for device in devices:
+        if device == "cuda" and not torch.cuda.is_available():
+            print("\n== cuda: not available here, skipped")
+            continue
+        table = run_device(device, args)
+        path = RESULTS / f"metrics_speed_{device}.csv"
+        if args.out:
+            path = Path(args.out)
+            path = path.with_name(f"{path.stem}_{device}{path.suffix}") if len(devices) > 1 else path
+        io.write_csv(path, table)
+        print(f"wrote {path}")
     return 0
 
 

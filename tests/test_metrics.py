@@ -346,3 +346,70 @@ def test_cpbd_and_jnb_rank_a_blurred_copy_below_the_sharp_image():
     b = _values(blurred, None, None, ["CPBD", "JNB"], "savf")
     assert s["CPBD"] > b["CPBD"] and s["JNB"] > b["JNB"]
     assert _values(np.full((128, 128), 0.5), None, None, ["CPBD", "JNB"], "savf") == {"CPBD": 0.0, "JNB": 0.0}
+
+
+# --------------------------------------------------------------------------- the speed work keeps the values
+
+# Every column of every convention on a 96×112 crop of VIFB's manWalking (grey IR, colour VIS) fused by CNN
+# (FMI, slow, on a 40×48 crop; msfam's MS-SSIM needs > 160 px), as the metric suite computed them before it
+# was optimised for speed (scipy filters, out-of-place arithmetic); the fast code must agree to 1e-9.
+BEFORE_SPEEDUP_CROP = (slice(80, 176), slice(100, 212))
+BEFORE_SPEEDUP = {
+    "vifb": {
+        "CE": 1.3697251382391995, "EN": 7.153251871065326, "MI": 2.986648251094323, "PSNR": 50.98375641471001,
+        "AG": 7.008863208039316, "EI": 71.2789762879121, "Qabf": 0.5442677717215044, "SD": 45.72531468938564,
+        "SF": 21.19341790041397, "RMSE": 0.5190503605293781, "SSIM": 1.2000837862045477,
+        "Qcb": 0.5746787714467687, "Qcv": 512.313755239477},
+    "tang": {
+        "EN": 7.347582570628217, "SD": 10.590867795169663, "SF": 0.08052618355090388, "AG": 6.889487549229594,
+        "MI": 4.627091292491125, "VIF": 0.5246926767260212, "SCD": 1.805754523818116, "CC": 0.6224946082647606,
+        "Qabf": 0.5676465518415083, "PSNR": 61.86488574278364, "MSE": 0.04232449515754014,
+        "SSIM": 0.9323907217622566, "MS_SSIM": 0.9087170791918429, "Nabf": 0.15917017617949364},
+    "li": {
+        "EN": 7.347582570628217, "MI": 14.695165141256433, "MI_correct": 4.627091292491125,
+        "Qabf": 0.5676465518415083, "SCD": 1.805754523818116, "SSIM": 0.6340488139121283,
+        "MEF_SSIM": 0.9087170791918429, "Nabf": 0.15917017617949364},
+    "didfuse": {
+        "EN": 7.347582570628217, "SD": 45.866511167818025, "SF": 20.430875309751638, "VIF": 0.5246926767260212,
+        "AG": 6.889487549229594, "SCD": 1.805754523818116},
+    "msfam": {
+        "EN": 7.347582570628217, "MI": 14.695165141256433, "MI_correct": 4.627091292491125,
+        "SCD": 1.805754523818116, "CC": 1.2449892165295209, "CC_mean": 0.6224946082647604,
+        "VIF": 0.2623463383630106},
+    "amfe": {
+        "MI": 4.627091292491125, "CC": 0.6224946082647604, "VIF": 0.43838878478752535,
+        "Qabf": 0.5733040183255389, "SCD": 1.805754523818116, "SSIM": 0.6228748377107234},
+    "savf": {
+        "EN": 7.347582570628217, "CPBD": 0.6121212121212121, "JNB": 0.13131861924077406,
+        "VIF": 0.2623463383630106, "AG": 6.889487549229594, "SSIM": 0.6228748377107234, "MI": 4.627091292491125,
+        "SD": 45.866511167818025, "SF": 20.430875309751638, "Qabf": 0.5733040183255389},
+}
+BEFORE_SPEEDUP_FMI_CROP = (slice(100, 140), slice(130, 178))
+BEFORE_SPEEDUP_FMI = {"FMI_pixel": 0.44467934669644804, "FMI_dct": 0.2744886307399215, "FMI_w": 0.4140530030300609}
+
+
+def _before_speedup_crop(crop=BEFORE_SPEEDUP_CROP):
+    _, ref = _vifb_root()
+    pair = next(p for p in data.list_pairs("vifb21") if p.stem == "manWalking")
+    paths = (ref / "fused" / "manWalking_CNN.jpg", pair.ir, pair.vis)
+    return tuple(data.read_array(path)[crop] for path in paths)
+
+
+def test_every_convention_keeps_the_values_computed_before_the_speed_work():
+    fused, ir, vis = _before_speedup_crop()
+    for convention, expected in BEFORE_SPEEDUP.items():
+        assert _values(fused, ir, vis, list(expected), convention) == pytest.approx(expected, rel=1e-9), convention
+    small = _before_speedup_crop(BEFORE_SPEEDUP_FMI_CROP)
+    for convention in ("li", "tang"):
+        fmi = _values(*small, list(BEFORE_SPEEDUP_FMI), convention)
+        assert fmi == pytest.approx(BEFORE_SPEEDUP_FMI, rel=1e-9), convention
+
+
+def test_torch_filters_used_off_the_cpu_give_the_same_values(monkeypatch):
+    from fusion_core.metrics import _core
+
+    monkeypatch.setattr(_core, "_use_cv2", lambda x: False)  # the conv2d path that CUDA tensors take
+    fused, ir, vis = _before_speedup_crop()
+    for convention in ("vifb", "tang", "amfe"):
+        expected = BEFORE_SPEEDUP[convention]
+        assert _values(fused, ir, vis, list(expected), convention) == pytest.approx(expected, rel=1e-9), convention

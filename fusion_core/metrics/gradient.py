@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from ._core import convolve, metric
+from ._core import convolve, metric, scaled
 
 # conv2 kernels of the public Qabf code: h3 responds to x, h1 to y
 _SOBEL_Y = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]], dtype=torch.float64)
@@ -19,24 +19,30 @@ TA, KA, DA = 0.9879, -22.0, 0.8
 
 def sobel_strength_orientation(x: torch.Tensor):
     """Sobel strength g = sqrt(Sx² + Sy²) and orientation atan(Sy/Sx) (π/2 where Sx = 0); conv2 'same'."""
-    sx = convolve(x, _SOBEL_X, "same", "zero")  # separable kernels, but 3×3 correlation is as fast here
+    sx = convolve(x, _SOBEL_X, "same", "zero")
     sy = convolve(x, _SOBEL_Y, "same", "zero")
-    g = torch.sqrt(sx * sx + sy * sy)
-    safe = torch.where(sx == 0, torch.ones_like(sx), sx)
-    alpha = torch.where(sx == 0, torch.full_like(sx, math.pi / 2), torch.atan(sy / safe))
+    alpha = torch.atan(sy / sx).masked_fill_(sx == 0, math.pi / 2)
+    g = sx.square_().add_(sy.square_()).sqrt_()
     return g, alpha
 
 
+def _sigmoid_weight(x: torch.Tensor, gamma: float, kappa: float, sigma: float) -> torch.Tensor:
+    """Γ / (1 + exp(κ(x − σ))), in place on ``x`` (Γ·reciprocal: the rounding of ``Γ / tensor`` in torch)."""
+    return x.sub_(sigma).mul_(kappa).exp_().add_(1.0).reciprocal_().mul_(gamma)
+
+
 def edge_preservation(g_s, a_s, g_f, a_f, equal_quirk: bool):
-    """Q^{SF} map: sigmoid-weighted relative strength and orientation preservation."""
-    ratio_gt = g_f / torch.where(g_s > g_f, g_s, torch.ones_like(g_s))
-    ratio_lt = g_s / torch.where(g_f > g_s, g_f, torch.ones_like(g_f))
-    equal = g_f if equal_quirk else torch.ones_like(g_f)
-    G = torch.where(g_s > g_f, ratio_gt, torch.where(g_s == g_f, equal, ratio_lt))
-    A = 1.0 - torch.abs(a_s - a_f) / (math.pi / 2)
-    qg = TG / (1.0 + torch.exp(KG * (G - DG)))
-    qa = TA / (1.0 + torch.exp(KA * (A - DA)))
-    return qg * qa
+    """Q^{SF} map: sigmoid-weighted relative strength and orientation preservation.
+
+    G = min(g_S, g_F)/max(g_S, g_F), the quotients of the published code; where g_S = g_F it is g_F under
+    ``equal_quirk`` (the widespread MATLAB code) and 1 otherwise."""
+    low, high = torch.minimum(g_s, g_f), torch.maximum(g_s, g_f)
+    if equal_quirk:
+        G = low.div_(high.masked_fill_(g_s == g_f, 1.0))  # min/1 = g_F there
+    else:
+        G = torch.nan_to_num_(low.div_(high), nan=1.0)  # only 0/0 is undefined
+    A = (a_s - a_f).abs_().div_(math.pi / 2).neg_().add_(1.0)
+    return _sigmoid_weight(G, TG, KG, DG).mul_(_sigmoid_weight(A, TA, KA, DA))
 
 
 @metric("Qabf", "higher", needs_sources=True)
@@ -48,14 +54,14 @@ def qabf(fused, ir, vis, value_scale: float = 1.0, equal_quirk: bool = True, wei
     ``equal_quirk``: the widespread MATLAB code sets G = g_F (not 1) where g_A == g_F;
     ``value_scale`` sets the units of g (VIFB multiplies grey levels by 255), which the quirk sees.
     """
-    f, a, b = fused * value_scale, ir * value_scale, vis * value_scale
+    f, a, b = (scaled(x, value_scale) for x in (fused, ir, vis))
     g_f, a_f = sobel_strength_orientation(f)
     g_a, a_a = sobel_strength_orientation(a)
     g_b, a_b = sobel_strength_orientation(b)
     q_af = edge_preservation(g_a, a_a, g_f, a_f, equal_quirk)
     q_bf = edge_preservation(g_b, a_b, g_f, a_f, equal_quirk)
-    w_a, w_b = g_a ** weight_exponent, g_b ** weight_exponent
-    return (q_af * w_a + q_bf * w_b).sum(dim=(-2, -1)) / (w_a + w_b).sum(dim=(-2, -1))
+    w_a, w_b = (g if weight_exponent == 1 else g ** weight_exponent for g in (g_a, g_b))
+    return q_af.mul_(w_a).add_(q_bf.mul_(w_b)).sum(dim=(-2, -1)) / (w_a + w_b).sum(dim=(-2, -1))
 
 
 def _sobel_kumar(x: torch.Tensor):

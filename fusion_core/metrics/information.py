@@ -8,25 +8,28 @@ import math
 
 import torch
 
-from ._core import entropy_of, histogram, joint_histogram, metric, round_half_away
+from ._core import entropy_of, histogram, joint_histogram, metric
 
 
 def _levels(x: torch.Tensor, normalise: str) -> torch.Tensor:
     """Integer levels 0..255 for the histograms: as stored, or min–max stretched first (VIFB ``mutinf``)."""
     if normalise == "none":
-        return torch.round(x).clamp(0, 255)
+        return torch.round(x).clamp_(0, 255)
     if normalise == "minmax":
         lo = x.amin(dim=(-2, -1), keepdim=True)
         hi = x.amax(dim=(-2, -1), keepdim=True)
         span = hi - lo
-        stretched = torch.where(span > 0, (x - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(x))
-        return round_half_away(stretched * 255.0)  # MATLAB int16() rounds half away from zero
+        stretched = (x - lo).div_(torch.where(span > 0, span, torch.ones_like(span)))  # a flat image → 0
+        return stretched.mul_(255.0).add_(0.5).floor_()  # MATLAB int16() rounds half away from zero (here ≥ 0)
     raise ValueError(f"MI: unknown normalise {normalise!r}")
 
 
 def mutual_information_pair(a: torch.Tensor, f: torch.Tensor, log_base: float = 2.0, normalise: str = "none"):
     r""":math:`I(A;F) = H(A) + H(F) - H(A,F)` from the 256×256 joint histogram."""
-    la, lf = _levels(a, normalise), _levels(f, normalise)
+    return _mi_of_levels(_levels(a, normalise), _levels(f, normalise), log_base)
+
+
+def _mi_of_levels(la: torch.Tensor, lf: torch.Tensor, log_base: float) -> torch.Tensor:
     joint = joint_histogram(la, lf)
     h_a = entropy_of(joint.sum(dim=-1), base=log_base)
     h_f = entropy_of(joint.sum(dim=-2), base=log_base)
@@ -50,7 +53,8 @@ def mutual_information(fused, ir, vis, log_base: float = 2.0, normalise: str = "
     if matlab_bug:
         en = entropy_of(histogram(torch.round(fused).clamp(0, 255)), base=2.0)
         return 2.0 * en if reduce == "sum" else en
-    total = mutual_information_pair(ir, fused, log_base, normalise) + mutual_information_pair(vis, fused, log_base, normalise)
+    lf = _levels(fused, normalise)  # binned once for both sources
+    total = _mi_of_levels(_levels(ir, normalise), lf, log_base) + _mi_of_levels(_levels(vis, normalise), lf, log_base)
     return total if reduce == "sum" else total / 2.0
 
 

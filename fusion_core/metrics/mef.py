@@ -6,11 +6,12 @@ so every window statistic reduces to box- and Gaussian-filtered products of the 
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
-from ._core import fspecial_gaussian, metric, separable
+from ._core import fspecial_gaussian, metric, separable_many
 
 _EPS = 2.220446049250313e-16  # MATLAB eps
 
@@ -25,32 +26,40 @@ def mef_ssim_single(sources: list[torch.Tensor], fused: torch.Tensor, k: float =
     xs = [x - x.mean(dim=(-2, -1), keepdim=True) for x in sources]
     f = fused - fused.mean(dim=(-2, -1), keepdim=True)
     n = len(xs)
-    bmap = lambda t: separable(t, box, "valid")  # noqa: E731
-    gmap = lambda t: separable(t, gauss, "valid")  # noqa: E731
-    mu = [bmap(x) for x in xs]
-    cov = [[bmap(xs[i] * xs[j]) - mu[i] * mu[j] for j in range(n)] for i in range(n)]  # box covariances
-    ed = [torch.sqrt((size * cov[i][i]).clamp_min(0)) + 0.001 for i in range(n)]
-    num = torch.sqrt((size * sum(cov[i][j] for i in range(n) for j in range(n))).clamp_min(0))
-    den = sum(torch.sqrt((size * cov[i][i]).clamp_min(0)) for i in range(n))
-    r = (num + _EPS) / (den + _EPS)
-    r = torch.where(r > 1, torch.full_like(r, 1 - _EPS), r)
-    r = torch.where(r < 0, torch.full_like(r, _EPS), r)
-    p = torch.tan(math.pi / 2 * r).clamp(max=10)
-    weights = [(e / window) ** p + _EPS for e in ed]
+    pairs = [(i, j) for i in range(n) for j in range(i, n)]  # x_i·x_j = x_j·x_i: each product filtered once
+    products = [xs[i] * xs[j] for i, j in pairs]
+    boxed = separable_many(xs + products, box, "valid")
+    mu, box_prod = boxed[:n], dict(zip(pairs, boxed[n:]))
+    gauss_all = separable_many(xs + [f, f * f] + products + [x * f for x in xs], gauss, "valid")
+    g, (gf, gff) = gauss_all[:n], gauss_all[n:n + 2]
+    gauss_prod = dict(zip(pairs, gauss_all[n + 2:n + 2 + len(pairs)]))
+    gauss_xf = gauss_all[n + 2 + len(pairs):]
+    sym = lambda table, i, j: table[(i, j) if i <= j else (j, i)]  # noqa: E731
+    mm = {(i, j): mu[i] * mu[j] for i, j in pairs}
+    cov = {(i, j): box_prod[i, j] - mm[i, j] for i, j in pairs}  # box covariances
+    sd = [torch.sqrt((size * cov[i, i]).clamp_min_(0)) for i in range(n)]
+    ed = [d + 0.001 for d in sd]
+    num = torch.sqrt((size * sum(sym(cov, i, j) for i in range(n) for j in range(n))).clamp_min_(0))
+    r = num.add_(_EPS).div_(sum(sd).add_(_EPS))
+    r.masked_fill_(r > 1, 1 - _EPS).masked_fill_(r < 0, _EPS)
+    p = r.mul_(math.pi / 2).tan_().clamp_(max=10)
+    weights = [(e / window).pow_(p).add_(_EPS) for e in ed]
     total = sum(weights)
-    alpha = [w / total / e for w, e in zip(weights, ed)]  # rBlock = Σ α_i (x_i − μ_i)
-    norm = torch.sqrt((size * sum(alpha[i] * alpha[j] * cov[i][j] for i in range(n) for j in range(n))).clamp_min(0))
-    max_ed = torch.stack(ed).amax(0)
-    beta = torch.where(norm > 0, max_ed / torch.where(norm > 0, norm, torch.ones_like(norm)), torch.ones_like(norm))
-    g = [gmap(x) for x in xs]
-    gf, gff = gmap(f), gmap(f * f)
+    alpha = [w.div_(total).div_(e) for w, e in zip(weights, ed)]  # rBlock = Σ α_i (x_i − μ_i)
+    aa = {(i, j): alpha[i] * alpha[j] for i, j in pairs}  # α_i·α_j = α_j·α_i exactly
+    norm = torch.sqrt((size * sum(sym(aa, i, j) * sym(cov, i, j) for i in range(n) for j in range(n))).clamp_min_(0))
+    outside = ~(norm > 0)
+    beta = (functools.reduce(torch.maximum, ed) / norm.masked_fill(outside, 1.0)).masked_fill_(outside, 1.0)
     mu1 = beta * sum(alpha[i] * (g[i] - mu[i]) for i in range(n))
-    e_rr = sum(alpha[i] * alpha[j] * (gmap(xs[i] * xs[j]) - mu[i] * g[j] - mu[j] * g[i] + mu[i] * mu[j])
+    mg = [[mu[i] * g[j] for j in range(n)] for i in range(n)]
+    e_rr = sum(sym(aa, i, j) * (sym(gauss_prod, i, j) - mg[i][j]).sub_(mg[j][i]).add_(sym(mm, i, j))
                for i in range(n) for j in range(n)) * beta * beta
-    e_rf = beta * sum(alpha[i] * (gmap(xs[i] * f) - mu[i] * gf) for i in range(n))
-    s1, s2, s12 = e_rr - mu1 * mu1, gff - gf * gf, e_rf - mu1 * gf
+    e_rf = beta * sum(alpha[i] * (gauss_xf[i] - mu[i] * gf) for i in range(n))
+    s1 = e_rr.sub_(mu1 * mu1)
+    s2 = gff - gf * gf
+    s12 = e_rf.sub_(mu1.mul_(gf))
     c = (k * 255.0) ** 2
-    return ((2 * s12 + c) / (s1 + s2 + c)).mean(dim=(-2, -1))
+    return s12.mul_(2).add_(c).div_(s1.add_(s2).add_(c)).mean(dim=(-2, -1))
 
 
 def _downsample(x: torch.Tensor) -> torch.Tensor:

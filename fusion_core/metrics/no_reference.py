@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ._core import correlate, entropy_of, gradient_xy, histogram, metric
+from ._core import correlate, entropy_of, gradient_xy, histogram, metric, scaled
 
 _SOBEL = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]], dtype=torch.float64)
 
@@ -21,7 +21,7 @@ def entropy(fused, ir=None, vis=None, log_base: float = 2.0, binning: str = "flo
     ``floor(F)+1`` index) or ``round``; identical on 8-bit images.
     """
     levels = torch.floor(fused) if binning == "floor" else torch.round(fused)
-    return entropy_of(histogram(levels.clamp(0, 255)), base=log_base)
+    return entropy_of(histogram(levels.clamp_(0, 255)), base=log_base)
 
 
 @metric("SD", "higher", needs_sources=False)
@@ -32,13 +32,12 @@ def standard_deviation(fused, ir=None, vis=None, value_scale: float = 1.0, uint8
     ``uint8_saturation``: reproduce MATLAB uint8 arithmetic of ``SD_evaluation.m`` (Tang et al.'s toolbox)
     applied to a uint8 image: ``F - mu`` is rounded and clipped to [0, 255] and its square clipped to 255.
     """
-    f = fused * value_scale
-    mu = f.mean(dim=(-2, -1), keepdim=True)
+    f = scaled(fused, value_scale)
+    diff = f - f.mean(dim=(-2, -1), keepdim=True)
     if uint8_saturation:
-        diff = torch.floor(f - mu + 0.5).clamp(0, 255)
-        sq = (diff * diff).clamp(max=255)
-        return torch.sqrt(sq.mean(dim=(-2, -1)))
-    return torch.sqrt(((f - mu) ** 2).mean(dim=(-2, -1)))
+        diff.add_(0.5).floor_().clamp_(0, 255)
+        return torch.sqrt(diff.square_().clamp_(max=255).mean(dim=(-2, -1)))
+    return torch.sqrt(diff.square_().mean(dim=(-2, -1)))
 
 
 @metric("SF", "higher", needs_sources=False)
@@ -49,9 +48,9 @@ def spatial_frequency(fused, ir=None, vis=None, value_scale: float = 1.0, normal
     ``normalise``: ``mn`` divides both sums by M·N (VIFB, DIDFuse), ``count`` by the number of
     differences (M·(N−1) and (M−1)·N; Tang's ``SF_evaluation.m``).
     """
-    f = fused * value_scale
-    dh = (f[..., :, 1:] - f[..., :, :-1]) ** 2
-    dv = (f[..., 1:, :] - f[..., :-1, :]) ** 2
+    f = scaled(fused, value_scale)
+    dh = (f[..., :, 1:] - f[..., :, :-1]).square_()
+    dv = (f[..., 1:, :] - f[..., :-1, :]).square_()
     if normalise == "mn":
         mn = f.shape[-1] * f.shape[-2]
         rf, cf = dh.sum(dim=(-2, -1)) / mn, dv.sum(dim=(-2, -1)) / mn
@@ -71,7 +70,7 @@ def average_gradient(fused, ir=None, vis=None, value_scale: float = 1.0, mode: s
     (central differences inside, one-sided at borders) over all M·N pixels divided by (M−1)(N−1), as in
     VIFB and most IVIF code; ``eq23`` = backward differences over the (M−1)(N−1) interior (DIDFuse Eq. 23).
     """
-    f = fused * value_scale
+    f = scaled(fused, value_scale)
     m, n = f.shape[-2:]
     if mode == "matlab":
         dx, dy = gradient_xy(f)
@@ -80,7 +79,7 @@ def average_gradient(fused, ir=None, vis=None, value_scale: float = 1.0, mode: s
         dy = f[..., 1:, 1:] - f[..., :-1, 1:]
     else:
         raise ValueError(f"AG: unknown mode {mode!r}")
-    return torch.sqrt((dx * dx + dy * dy) / 2.0).sum(dim=(-2, -1)) / ((m - 1) * (n - 1))
+    return dx.square_().add_(dy.square_()).div_(2.0).sqrt_().sum(dim=(-2, -1)) / ((m - 1) * (n - 1))
 
 
 @metric("EI", "higher", needs_sources=False)
@@ -90,10 +89,10 @@ def edge_intensity(fused, ir=None, vis=None, value_scale: float = 1.0, boundary:
     Rajalingam & Priya, "Hybrid multimodality medical image fusion technique for feature enhancement in
     medical diagnosis", IJESI 2018. VIFB filters with ``imfilter(..., 'replicate')``.
     """
-    f = fused * value_scale
+    f = scaled(fused, value_scale)
     gx = correlate(f, _SOBEL, "same", boundary)
     gy = correlate(f, _SOBEL.t(), "same", boundary)
-    return torch.sqrt(gx * gx + gy * gy).mean(dim=(-2, -1))
+    return gx.square_().add_(gy.square_()).sqrt_().mean(dim=(-2, -1))
 
 
 __all__ = ["entropy", "standard_deviation", "spatial_frequency", "average_gradient", "edge_intensity"]

@@ -32,7 +32,7 @@ def _levels(t: torch.Tensor | None, quantize: bool) -> torch.Tensor | None:
     if t is None:
         return None
     t = t * 255.0
-    return torch.floor(t.clamp(0, 255) + 0.5) if quantize else t
+    return t.clamp_(0, 255).add_(0.5).floor_() if quantize else t
 
 
 def _grey(t: torch.Tensor, quantize: bool) -> torch.Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from ._core import corr2, fspecial_gaussian, metric, separable
+from ._core import corr2, fspecial_gaussian, metric, scaled, separable_many
 
 
 def _reduce(a: torch.Tensor, b: torch.Tensor, reduce: str) -> torch.Tensor:
@@ -24,16 +24,20 @@ def ssim_maps(refs: list[torch.Tensor], y: torch.Tensor, window: int = 11, sigma
     g = fspecial_gaussian(window, sigma, device=y.device)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     maps = [y, y * y] + [m for x in refs for m in (x, x * x, x * y)]
-    n = y.shape[0]
-    filtered = separable(torch.stack(maps, dim=1).reshape(n * len(maps), *y.shape[-2:]), g, shape, boundary)
-    filtered = filtered.reshape(n, len(maps), -1).unbind(1)
-    my, vy = filtered[0], filtered[1] - filtered[0] * filtered[0]
+    filtered = separable_many(maps, g, shape, boundary)
+    my = filtered[0]
+    my2 = my * my
+    vy = filtered[1].sub_(my2)
     out = []
     for i in range(len(refs)):
         mx, exx, exy = filtered[2 + 3 * i: 5 + 3 * i]
-        vx, cxy = exx - mx * mx, exy - mx * my
-        smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-        out.append(smap.mean(dim=-1))
+        mxy = mx * my
+        cxy = exy.sub_(mxy)
+        num = mxy.mul_(2).add_(c1).mul_(cxy.mul_(2).add_(c2))
+        mx2 = mx.square_()
+        vx = exx.sub_(mx2)
+        den = mx2.add_(my2).add_(c1).mul_(vx.add_(vy).add_(c2))
+        out.append(num.div_(den).mean(dim=(-2, -1)))
     return out
 
 
@@ -50,7 +54,7 @@ def ssim(fused, ir, vis, reduce: str = "mean", value_scale: float = 1.0, **optio
     :func:`ssim_pair`: 11×11 Gaussian σ = 1.5, K = (0.01, 0.03), ``data_range`` in the planes' units,
     ``shape='valid'`` (VIFB ``filter2``) or ``'same'`` with ``boundary='replicate'`` (MATLAB ``ssim``).
     """
-    f, a, b = fused * value_scale, ir * value_scale, vis * value_scale
+    f, a, b = (scaled(x, value_scale) for x in (fused, ir, vis))
     return _reduce(*ssim_maps([a, b], f, **options), reduce)
 
 
@@ -94,7 +98,7 @@ def scd(fused, ir, vis):
 
 
 def _mse_pair(x: torch.Tensor, y: torch.Tensor, form: str) -> torch.Tensor:
-    sse = ((x - y) ** 2).sum(dim=(-2, -1))
+    sse = (x - y).square_().sum(dim=(-2, -1))
     mn = x.shape[-1] * x.shape[-2]
     if form == "mse":
         return sse / mn
@@ -109,7 +113,7 @@ def mse(fused, ir, vis, value_scale: float = 1.0, form: str = "mse"):
 
     Jagalingam & Hegde, "A review of quality metrics for fused image", Aquatic Procedia 2015.
     """
-    f, a, b = fused * value_scale, ir * value_scale, vis * value_scale
+    f, a, b = (scaled(x, value_scale) for x in (fused, ir, vis))
     return (_mse_pair(a, f, form) + _mse_pair(b, f, form)) / 2.0
 
 
@@ -120,7 +124,7 @@ def rmse(fused, ir, vis, value_scale: float = 1.0, form: str = "rmse"):
     ``form='sqrt_sse_over_mn'`` is VIFB's value :math:`\tfrac12\sum_X \sqrt{\sum (X-F)^2}/(MN)`
     (its ``mse()`` helper), which is RMSE/√(MN).
     """
-    f, a, b = fused * value_scale, ir * value_scale, vis * value_scale
+    f, a, b = (scaled(x, value_scale) for x in (fused, ir, vis))
     if form == "rmse":
         return (torch.sqrt(_mse_pair(a, f, "mse")) + torch.sqrt(_mse_pair(b, f, "mse"))) / 2.0
     return (_mse_pair(a, f, form) + _mse_pair(b, f, form)) / 2.0

@@ -4,12 +4,15 @@ Planes are N×H×W float64 grey levels in [0, 255].
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
-from ._core import correlate, fspecial_gaussian, metric, separable
+from ._core import correlate, fspecial_gaussian, metric, separable, separable_many
 
 _EPS = 1e-10
+_EPS_BELOW = math.nextafter(_EPS, 0.0)  # threshold(x, _EPS_BELOW) keeps x ≥ _EPS
 
 
 def _scale_stats(ref, dist, g, uint8_products: bool, first: bool):
@@ -17,10 +20,7 @@ def _scale_stats(ref, dist, g, uint8_products: bool, first: bool):
     def prod(x, y):
         p = x * y
         return p.clamp(max=255.0) if (uint8_products and first) else p
-    n = ref.shape[0]
-    stack = torch.stack([ref, dist, prod(ref, ref), prod(dist, dist), prod(ref, dist)], dim=1)
-    out = separable(stack.reshape(n * 5, *ref.shape[-2:]), g, "valid").reshape(n, 5, *[s - g.numel() + 1 for s in ref.shape[-2:]])
-    mu1, mu2, e11, e22, e12 = out.unbind(1)
+    mu1, mu2, e11, e22, e12 = separable_many([ref, dist, prod(ref, ref), prod(dist, dist), prod(ref, dist)], g, "valid")
     s1 = (e11 - mu1 * mu1).clamp_min(0)
     s2 = (e22 - mu2 * mu2).clamp_min(0)
     s12 = e12 - mu1 * mu2
@@ -46,14 +46,22 @@ def _gain(s1, s2, s12):
 
 
 def _downsample(x, g):
-    """filter2(win, x, 'valid') then every second row and column (only those are filtered)."""
+    """filter2(win, x, 'valid') then every second row and column."""
     return separable(x, g, "valid", step=2)
 
 
-def _vifp_terms(s1, s2, s12, noise_var):
-    g_, sv, s1 = _gain(s1, s2, s12)
-    num = torch.log10(1 + g_ * g_ * s1 / (sv + noise_var)).sum(dim=(-2, -1))
-    den = torch.log10(1 + s1 / noise_var).sum(dim=(-2, -1))
+def _vifp_terms(s1, s2, s12, noise_var, s2_ok):
+    r"""Per scale :math:`\sum \log_{10}(1 + g^2\sigma_1^2/(\sigma_v^2 + \sigma_n^2))` and
+    :math:`\sum \log_{10}(1 + \sigma_1^2/\sigma_n^2)`, the clamps of :func:`_gain` folded in (same values, a third
+    of the passes): σ1² < ε → σ1² = 0; σ2² < ε (``s2_ok`` = 0) or g < 0 → g = 0, which makes the numerator
+    term exactly 0 whatever σv² is. Overwrites ``s1``."""
+    s1 = torch.nn.functional.threshold(s1, _EPS_BELOW, 0.0, inplace=True)  # keeps σ1² ≥ ε
+    den = (s1 / noise_var).add_(1).log10_().sum(dim=(-2, -1))
+    g = s1 + _EPS
+    g = torch.div(s12, g, out=g).clamp_min_(0)
+    sv = g * s12
+    sv = torch.sub(s2, sv, out=sv).clamp_min_(_EPS).add_(noise_var)
+    num = g.mul_(g).mul_(s1).div_(sv).mul_(s2_ok).add_(1).log10_().sum(dim=(-2, -1))
     return num, den
 
 
@@ -70,17 +78,17 @@ def vifp_sources(sources: list[torch.Tensor], dist: torch.Tensor, noise_var: flo
         size = 2 ** (4 - scale + 1) + 1
         g = fspecial_gaussian(size, size / 5.0, device=dist.device)
         if scale > 1:
-            refs, dist = [_downsample(r, g) for r in refs], _downsample(dist, g)
-        sat = (lambda p: p.clamp(max=255.0)) if (uint8_products and scale == 1) else (lambda p: p)
-        n = dist.shape[0]
+            *refs, dist = separable_many([*refs, dist], g, "valid", step=2)
+        sat = (lambda p: p.clamp_(max=255.0)) if (uint8_products and scale == 1) else (lambda p: p)
         maps = [dist, sat(dist * dist)] + [m for r in refs for m in (r, sat(r * r), sat(r * dist))]
-        out = separable(torch.stack(maps, 1).reshape(n * len(maps), *dist.shape[-2:]), g, "valid")
-        out = out.reshape(n, len(maps), *out.shape[-2:]).unbind(1)
-        mu2, s2 = out[0], (out[1] - out[0] * out[0]).clamp_min(0)
+        out = separable_many(maps, g, "valid")
+        mu2 = out[0]
+        s2 = out[1].sub_(mu2 * mu2).clamp_min_(0)
+        s2_ok = (s2 >= _EPS).to(s2.dtype)
         for i in range(k):
             mu1, e11, e12 = out[2 + 3 * i: 5 + 3 * i]
-            s1 = (e11 - mu1 * mu1).clamp_min(0)
-            num, den = _vifp_terms(s1, s2, e12 - mu1 * mu2, noise_var)
+            s1 = e11.sub_(mu1 * mu1).clamp_min_(0)
+            num, den = _vifp_terms(s1, s2, e12.sub_(mu1 * mu2), noise_var, s2_ok)
             nums[i], dens[i] = nums[i] + num, dens[i] + den
     return [nu / de for nu, de in zip(nums, dens)]
 
@@ -152,8 +160,14 @@ def _freqspace(h: int, w: int):
 
 
 def _freq_filter(x: np.ndarray, H: np.ndarray) -> np.ndarray:
-    """``ifft2(ifftshift(fftshift(fft2(x)) .* H))``; real because H is symmetric (MATLAB returns real too)."""
-    return np.real(np.fft.ifft2(np.fft.ifftshift(np.fft.fftshift(np.fft.fft2(x)) * H)))
+    """``real(ifft2(ifftshift(fftshift(fft2(x)) .* H)))`` = ``ifft2(fft2(x) .* ifftshift(H))``. H is a radial
+    function on the symmetric ``freqspace`` grid, so ifftshift(H) is even and the product Hermitian: half
+    spectra (rfft2/irfft2) give the same real image, on torch's number of threads."""
+    from scipy import fft
+
+    workers = torch.get_num_threads()
+    half = np.fft.ifftshift(H)[:, : x.shape[1] // 2 + 1]
+    return fft.irfft2(fft.rfft2(x, workers=workers) * half, s=x.shape, workers=workers)
 
 
 def _filter2_same(x: np.ndarray, k: np.ndarray) -> np.ndarray:
