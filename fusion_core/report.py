@@ -187,3 +187,42 @@ def image_grid(rows: list[list], row_labels: list[str], col_labels: list[str], t
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.97) if title else None)
     return fig
+
+
+ZOOM_COLOURS = ("tab:orange", "tab:blue")
+ZOOM_CORNERS = {"ll": (0.0, 0.0), "lr": (1.0, 0.0), "ul": (0.0, 1.0), "ur": (1.0, 1.0)}
+
+
+def zoom_boxes(fig, boxes: list, colours: Sequence[str] = ZOOM_COLOURS, inset: float = 0.38) -> None:
+    """Mark boxes on every image panel of an :func:`image_grid` figure and show each one enlarged in a corner.
+
+    ``boxes`` holds, per grid column, a list of boxes ``(top, left, height, width[, corner])`` as fractions of
+    the image; box k is drawn in ``colours[k]`` and enlarged to ``inset`` of the panel width in ``corner``
+    (``"ll"``, ``"lr"``, ``"ul"``, ``"ur"``; default lower left for the first box, lower right for the
+    second), as in the papers' "areas marked by boxes are amplified" figures.
+    """
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    for ax in list(fig.axes):
+        spec = ax.get_subplotspec()
+        if not ax.images or spec is None or spec.colspan.start >= len(boxes):
+            continue
+        picture = ax.images[0]
+        image = np.asarray(picture.get_array())
+        h, w = image.shape[:2]
+        for k, box in enumerate(boxes[spec.colspan.start]):
+            top, left, height, width = box[:4]
+            corner = box[4] if len(box) > 4 else ("ll", "lr")[k % 2]
+            y0, x0 = int(top * h), int(left * w)
+            y1, x1 = min(h, max(y0 + 2, int((top + height) * h))), min(w, max(x0 + 2, int((left + width) * w)))
+            colour = colours[k % len(colours)]
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=colour, lw=1.2))
+            size = (inset, min(1.0, inset * (y1 - y0) / (x1 - x0) * w / h))
+            fx, fy = ZOOM_CORNERS[corner]
+            sub = ax.inset_axes([fx * (1 - size[0]), fy * (1 - size[1]), *size])
+            sub.imshow(image[y0:y1, x0:x1], cmap=picture.get_cmap(), vmin=0, vmax=1, interpolation="nearest")
+            sub.set_xticks([]), sub.set_yticks([])
+            for spine in sub.spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(1.5)
