@@ -133,7 +133,9 @@ def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
     k = 2 * radius + 1
     if x.device.type == "cpu" and not x.requires_grad and x.dtype in (torch.float32, torch.float64):
         planes = x.detach().reshape(-1, *x.shape[-2:]).contiguous().numpy()
-        out = np.stack([cv2.blur(plane, (k, k), borderType=cv2.BORDER_REFLECT_101) for plane in planes])
+        out = np.empty_like(planes)
+        for plane, target in zip(planes, out):
+            cv2.blur(plane, (k, k), dst=target, borderType=cv2.BORDER_REFLECT_101)
         return torch.from_numpy(out).view_as(x)
     x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
     x = F.pad(x.cumsum(-1), (1, 0))
@@ -151,11 +153,19 @@ def guided_filter(guide: torch.Tensor, p: torch.Tensor, radius: int, eps: float)
     the running-sum box filter for speed.
     """
     mean_g, mean_p = box_filter(guide, radius), box_filter(p, radius)
-    var_g = box_filter(guide * guide, radius) - mean_g * mean_g
-    cov_gp = box_filter(guide * p, radius) - mean_g * mean_p
-    a = cov_gp / (var_g + eps)
-    b = mean_p - a * mean_g
-    return box_filter(a, radius) * guide + box_filter(b, radius)
+    if torch.is_grad_enabled() and (guide.requires_grad or p.requires_grad):
+        var_g = box_filter(guide * guide, radius) - mean_g * mean_g
+        cov_gp = box_filter(guide * p, radius) - mean_g * mean_p
+        a = cov_gp / (var_g + eps)
+        b = mean_p - a * mean_g
+        return box_filter(a, radius) * guide + box_filter(b, radius)
+    # Without autograd the same arithmetic runs in place: identical values, far fewer large allocations.
+    var_g = box_filter(guide * guide, radius).sub_(mean_g * mean_g)
+    a = box_filter(guide * p, radius).sub_(mean_g * mean_p).div_(var_g.add_(eps))
+    del var_g
+    b = mean_p.sub_(a * mean_g)
+    del mean_g
+    return box_filter(a, radius).mul_(guide).add_(box_filter(b, radius))
 
 
 def saliency_weights(
@@ -172,13 +182,17 @@ def saliency_weights(
     values (the paper gives none; spec A11).
     """
     _check_pair(a, b)
-    qa, qb = quantise_jointly(a, b, levels)
-    sal_a, sal_b = histogram_saliency(qa, levels), histogram_saliency(qb, levels)
-    raw_a = sal_a / (sal_a + sal_b + EPS)
-    radius = max(1, min(radius, a.shape[-2] - 1, a.shape[-1] - 1))
-    chi_a = guided_filter(qa / (levels - 1), raw_a, radius, eps).clamp_min(0)
-    chi_b = guided_filter(qb / (levels - 1), 1.0 - raw_a, radius, eps).clamp_min(0)
-    return chi_a / (chi_a + chi_b + EPS)
+    # The weights are piecewise constant in a and b (quantisation, histogram lookup): no gradient flows
+    # through them, so they are computed without autograd, in place (same values, less memory traffic).
+    with torch.no_grad():
+        qa, qb = quantise_jointly(a, b, levels)
+        sal_a, sal_b = histogram_saliency(qa, levels), histogram_saliency(qb, levels)
+        raw_a = sal_a.div_(sal_b.add_(sal_a).add_(EPS))  # S_a / (S_a + S_b + eps)
+        del sal_b
+        radius = max(1, min(radius, a.shape[-2] - 1, a.shape[-1] - 1))
+        chi_a = guided_filter(qa.div_(levels - 1), raw_a, radius, eps).clamp_min_(0)
+        chi_b = guided_filter(qb.div_(levels - 1), raw_a.neg_().add_(1.0), radius, eps).clamp_min_(0)
+        return chi_a.div_(chi_b.add_(chi_a).add_(EPS))
 
 
 @STRATEGIES.register("sal")
