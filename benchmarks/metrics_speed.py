@@ -9,12 +9,14 @@ metric sees realistic statistics. The core set is EN SD SF AG MI SCD VIF Qabf SS
 evaluator's; about 2.1 s per pair on the project's 2-core machine, VIF alone 1.8 s); it is scored with the
 ``didfuse`` convention (VIF = VIFp sum, SF 1/MN, MATLAB AG) and the registry defaults for MI/Qabf/SSIM.
 Then each default column of the other conventions asked for (``tang``, ``vifb``), and every other registered
-metric with its registry defaults ("extra": FMI, MEF-SSIM, Nabf, CPBD, ...).
+metric with its registry defaults ("extra": FMI, Wang MS-SSIM, Nabf, CPBD, JNB).
 
-Each timing is the best of ``--repeats`` runs over all pairs, one ``score`` call per pair on the CPU; on CUDA
-the pairs are repeated into one batch of ``--batch`` images and timed after synchronising. ``cpu_s`` is the
+Each timing is, per pair, the best of ``--repeats`` ``score`` calls, averaged over the pairs; on CUDA the pairs
+are repeated into one batch of ``--batch`` images, timed after synchronising. ``cpu_s`` is the
 process CPU time per pair (all threads), which other jobs on the machine inflate less than the wall time.
-Not a test: the numbers depend on the machine and its load; the table says which. The CPU table goes to
+Not a test: the numbers depend on the machine and its load; the table says which. On a shared, busy machine
+run it with ``OMP_WAIT_POLICY=PASSIVE`` (or ``--threads 1``): spinning OpenMP workers that lose their core
+make two torch threads 10× slower than one there. The CPU table goes to
 ``benchmarks/results/metrics_speed_cpu.csv`` (CUDA: ``..._cuda.csv``), written atomically.
 """
 from __future__ import annotations
@@ -56,20 +58,23 @@ def _sync(device: str) -> None:
 
 
 def time_columns(columns, convention, images, device, repeats) -> tuple[float, float]:
-    """Best-of-``repeats`` (wall, process CPU) seconds per pair for scoring ``columns`` on every batch."""
-    pairs = sum(f.shape[0] for f, _, _ in images)
-    best_wall = best_cpu = float("inf")
-    for run in range(repeats):
-        _sync(device)
-        wall, cpu = time.perf_counter(), time.process_time()
-        for fused, ir, vis in images:
+    """(wall, process CPU) seconds per pair for scoring ``columns``: per batch the best of ``repeats`` runs (the
+    runs least disturbed by other jobs), averaged over the batches."""
+    walls, cpus = [], []
+    for fused, ir, vis in images:
+        best_wall = best_cpu = float("inf")
+        for run in range(repeats):
+            _sync(device)
+            wall, cpu = time.perf_counter(), time.process_time()
             score(fused, ir, vis, columns, convention, device=device)
-        _sync(device)
-        best_wall = min(best_wall, (time.perf_counter() - wall) / pairs)
-        best_cpu = min(best_cpu, (time.process_time() - cpu) / pairs)
-        if best_wall > SLOW_S:
-            break
-    return best_wall, best_cpu
+            _sync(device)
+            best_wall = min(best_wall, (time.perf_counter() - wall) / fused.shape[0])
+            best_cpu = min(best_cpu, (time.process_time() - cpu) / fused.shape[0])
+            if best_wall > SLOW_S:
+                break
+        walls.append(best_wall)
+        cpus.append(best_cpu)
+    return sum(walls) / len(walls), sum(cpus) / len(cpus)
 
 
 def plan(conventions: list[str], extra: bool) -> list[tuple[str, str, list[str]]]:
@@ -88,6 +93,7 @@ def plan(conventions: list[str], extra: bool) -> list[tuple[str, str, list[str]]
 
 def machine(device: str) -> dict:
     info = {"device": device, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
             "torch": torch.__version__, "python": platform.python_version(),
             "processor": platform.processor() or platform.machine()}
     if device == "cuda":
@@ -101,8 +107,8 @@ def run_device(device: str, args) -> pd.DataFrame:
         reps = -(-args.batch // len(images))
         images = [tuple(torch.cat([im[i] for im in images] * reps)[:args.batch] for i in range(3))]
     load_before = os.getloadavg()[0]
-    print(f"\n== {device}: {', '.join(names)} (768×576); " + ", ".join(f"{k}={v}" for k, v in machine(device).items())
-          + f"; load average {load_before:.1f}", flush=True)
+    about = ", ".join(f"{k}={v}" for k, v in machine(device).items())
+    print(f"\n== {device}: {', '.join(names)} (768×576); {about}; load average {load_before:.1f}", flush=True)
     for name in args.conventions:  # warm-up: imports, OpenCV/FFT plans, CUDA kernels
         score(*images[0], CORE if name == "didfuse" else None, name, device=device)
     rows = []
@@ -128,8 +134,8 @@ def run_device(device: str, args) -> pd.DataFrame:
     core = table[(table["convention"] == "didfuse") & (table["metric"] == "core set")]
     if len(core):
         s = float(core["s_per_pair"].iloc[0])
-        print(f"core set ({' '.join(CORE)}): {s:.4f} s/pair = {1 / s:.1f} pairs/s; "
-              f"{PEER['core set'] / s:.1f}x the CDDFuse evaluator (2.1 s/pair); load {load_before:.1f} → {load_after:.1f}")
+        print(f"core set ({' '.join(CORE)}): {s:.4f} s/pair = {1 / s:.1f} pairs/s; {PEER['core set'] / s:.1f}x "
+              f"the CDDFuse evaluator (2.1 s/pair); load {load_before:.1f} → {load_after:.1f}")
     return table
 
 
@@ -141,8 +147,10 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64, help="CUDA batch size (pairs per score call)")
     parser.add_argument("--conventions", default="didfuse,tang,vifb")
-    parser.add_argument("--no-extra", dest="extra", action="store_false", help="skip the remaining registered metrics")
-    parser.add_argument("--out", default=None, help="CSV path (default: benchmarks/results/metrics_speed_<device>.csv)")
+    parser.add_argument("--no-extra", dest="extra", action="store_false",
+                        help="skip the remaining registered metrics")
+    parser.add_argument("--out", default=None,
+                        help="CSV path (default: benchmarks/results/metrics_speed_<device>.csv)")
     args = parser.parse_args(argv)
     args.conventions = args.conventions.split(",")
     if args.threads:

@@ -409,6 +409,7 @@ def test_torch_filters_used_off_the_cpu_give_the_same_values(monkeypatch):
     from fusion_core.metrics import _core
 
     monkeypatch.setattr(_core, "_use_cv2", lambda x: False)  # the conv2d path that CUDA tensors take
+    monkeypatch.setattr(_core, "STRIP_ROWS", 10 ** 6)  # and whole planes, not strips
     fused, ir, vis = _before_speedup_crop()
     for convention in ("vifb", "tang", "amfe"):
         expected = BEFORE_SPEEDUP[convention]

@@ -232,6 +232,17 @@ def separable_many(maps: Sequence[torch.Tensor], g: torch.Tensor, shape: str = "
     return list(y.split(n, dim=0))
 
 
+STRIP_ROWS = 128  # CPU per-pixel arithmetic runs on strips of rows: its temporaries stay in cache (2× faster)
+
+
+def row_strips(x: torch.Tensor) -> list[slice]:
+    """Row slices for per-pixel arithmetic on ``x``'s planes: strips on the CPU, the whole plane elsewhere
+    (a GPU wants few large kernels)."""
+    if x.device.type != "cpu":
+        return [slice(None)]
+    return [slice(r, r + STRIP_ROWS) for r in range(0, x.shape[-2], STRIP_ROWS)]
+
+
 def gradient_xy(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """MATLAB ``gradient``: central differences inside, one-sided at the borders; returns (d/dx, d/dy).
 

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from ._core import metric
 
-_CHUNK = 1 << 12  # windows per step: the w²×w² tables of a step stay in cache
+_CHUNK = {"cpu": 1 << 12}  # windows per step on the CPU: the step's w²×w² tables stay in cache
+_CHUNK_OTHER = 1 << 18  # elsewhere (GPU): few large steps
 
 
 def _windows(x: torch.Tensor, w: int) -> torch.Tensor:
@@ -95,8 +96,9 @@ def fmi_map_mean(a: torch.Tensor, b: torch.Tensor, f: torch.Tensor, w: int = 3) 
     n = f.shape[0]
     wa, wb, wf = _windows(a, w), _windows(b, w), _windows(f, w)
     out = torch.empty(wf.shape[0], dtype=torch.float64, device=f.device)
-    for start in range(0, wf.shape[0], _CHUNK):
-        sl = slice(start, start + _CHUNK)
+    chunk = _CHUNK.get(f.device.type, _CHUNK_OTHER)
+    for start in range(0, wf.shape[0], chunk):
+        sl = slice(start, start + chunk)
         ca, cb, cf = wa[sl], wb[sl], wf[sl]
         eq_a = (ca == cf).all(-1)
         fn = _minmax(cf)

@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from ._core import convolve, metric, scaled
+from ._core import convolve, metric, row_strips, scaled
 
 # conv2 kernels of the public Qabf code: h3 responds to x, h1 to y
 _SOBEL_Y = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]], dtype=torch.float64)
@@ -17,10 +17,13 @@ TG, KG, DG = 0.9994, -15.0, 0.5
 TA, KA, DA = 0.9879, -22.0, 0.8
 
 
-def sobel_strength_orientation(x: torch.Tensor):
-    """Sobel strength g = sqrt(Sx² + Sy²) and orientation atan(Sy/Sx) (π/2 where Sx = 0); conv2 'same'."""
-    sx = convolve(x, _SOBEL_X, "same", "zero")
-    sy = convolve(x, _SOBEL_Y, "same", "zero")
+def sobel_xy(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sobel responses (Sx, Sy) of the public Qabf code: ``conv2(x, h, 'same')``."""
+    return convolve(x, _SOBEL_X, "same", "zero"), convolve(x, _SOBEL_Y, "same", "zero")
+
+
+def strength_orientation(sx: torch.Tensor, sy: torch.Tensor):
+    """Sobel strength g = sqrt(Sx² + Sy²) and orientation atan(Sy/Sx) (π/2 where Sx = 0); consumes sx, sy."""
     alpha = torch.atan(sy / sx).masked_fill_(sx == 0, math.pi / 2)
     g = sx.square_().add_(sy.square_()).sqrt_()
     return g, alpha
@@ -54,14 +57,17 @@ def qabf(fused, ir, vis, value_scale: float = 1.0, equal_quirk: bool = True, wei
     ``equal_quirk``: the widespread MATLAB code sets G = g_F (not 1) where g_A == g_F;
     ``value_scale`` sets the units of g (VIFB multiplies grey levels by 255), which the quirk sees.
     """
-    f, a, b = (scaled(x, value_scale) for x in (fused, ir, vis))
-    g_f, a_f = sobel_strength_orientation(f)
-    g_a, a_a = sobel_strength_orientation(a)
-    g_b, a_b = sobel_strength_orientation(b)
-    q_af = edge_preservation(g_a, a_a, g_f, a_f, equal_quirk)
-    q_bf = edge_preservation(g_b, a_b, g_f, a_f, equal_quirk)
-    w_a, w_b = (g if weight_exponent == 1 else g ** weight_exponent for g in (g_a, g_b))
-    return q_af.mul_(w_a).add_(q_bf.mul_(w_b)).sum(dim=(-2, -1)) / (w_a + w_b).sum(dim=(-2, -1))
+    sobel = [sobel_xy(scaled(x, value_scale)) for x in (fused, ir, vis)]
+    num = den = torch.zeros(fused.shape[0], dtype=fused.dtype, device=fused.device)
+    for rows in row_strips(fused):
+        (g_f, a_f), (g_a, a_a), (g_b, a_b) = (strength_orientation(sx[..., rows, :], sy[..., rows, :])
+                                              for sx, sy in sobel)
+        q_af = edge_preservation(g_a, a_a, g_f, a_f, equal_quirk)
+        q_bf = edge_preservation(g_b, a_b, g_f, a_f, equal_quirk)
+        w_a, w_b = (g if weight_exponent == 1 else g ** weight_exponent for g in (g_a, g_b))
+        num = num + q_af.mul_(w_a).add_(q_bf.mul_(w_b)).sum(dim=(-2, -1))
+        den = den + (w_a + w_b).sum(dim=(-2, -1))
+    return num / den
 
 
 def _sobel_kumar(x: torch.Tensor):

@@ -65,11 +65,11 @@ def cross_entropy(fused, ir, vis, log_base: float = 2.0):
     Bulanon, Burks, Alchanatis, "Image fusion of visible and thermal images for fruit detection",
     Biosyst. Eng. 2009. As in VIFB, bins where either histogram is empty are skipped.
     """
-    pf = histogram(torch.floor(fused).clamp(0, 255))
+    pf = histogram(torch.floor(fused).clamp_(0, 255))
     pf = pf / pf.sum(dim=-1, keepdim=True)
     out = torch.zeros(fused.shape[0], dtype=torch.float64, device=fused.device)
     for src in (vis, ir):
-        ps = histogram(torch.floor(src).clamp(0, 255))
+        ps = histogram(torch.floor(src).clamp_(0, 255))
         ps = ps / ps.sum(dim=-1, keepdim=True)
         ok = (ps > 0) & (pf > 0)
         ratio = torch.where(ok, ps / torch.where(ok, pf, torch.ones_like(pf)), torch.ones_like(ps))

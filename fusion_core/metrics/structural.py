@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from ._core import corr2, fspecial_gaussian, metric, scaled, separable_many
+from ._core import corr2, fspecial_gaussian, metric, row_strips, scaled, separable_many
 
 
 def _reduce(a: torch.Tensor, b: torch.Tensor, reduce: str) -> torch.Tensor:
@@ -25,20 +25,22 @@ def ssim_maps(refs: list[torch.Tensor], y: torch.Tensor, window: int = 11, sigma
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     maps = [y, y * y] + [m for x in refs for m in (x, x * x, x * y)]
     filtered = separable_many(maps, g, shape, boundary)
-    my = filtered[0]
-    my2 = my * my
-    vy = filtered[1].sub_(my2)
-    out = []
-    for i in range(len(refs)):
-        mx, exx, exy = filtered[2 + 3 * i: 5 + 3 * i]
-        mxy = mx * my
-        cxy = exy.sub_(mxy)
-        num = mxy.mul_(2).add_(c1).mul_(cxy.mul_(2).add_(c2))
-        mx2 = mx.square_()
-        vx = exx.sub_(mx2)
-        den = mx2.add_(my2).add_(c1).mul_(vx.add_(vy).add_(c2))
-        out.append(num.div_(den).mean(dim=(-2, -1)))
-    return out
+    sums = [torch.zeros(y.shape[0], dtype=y.dtype, device=y.device) for _ in refs]
+    for rows in row_strips(filtered[0]):
+        my, eyy, *ref_maps = (m[..., rows, :] for m in filtered)
+        my2 = my * my
+        vy = eyy.sub_(my2)
+        for i in range(len(refs)):
+            mx, exx, exy = ref_maps[3 * i: 3 * i + 3]
+            mxy = mx * my
+            cxy = exy.sub_(mxy)
+            num = mxy.mul_(2).add_(c1).mul_(cxy.mul_(2).add_(c2))
+            mx2 = mx.square_()
+            vx = exx.sub_(mx2)
+            den = mx2.add_(my2).add_(c1).mul_(vx.add_(vy).add_(c2))
+            sums[i] = sums[i] + num.div_(den).sum(dim=(-2, -1))
+    count = filtered[0].shape[-2] * filtered[0].shape[-1]
+    return [total / count for total in sums]
 
 
 def ssim_pair(x: torch.Tensor, y: torch.Tensor, **options) -> torch.Tensor:

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import torch
 
-from ._core import correlate, fspecial_gaussian, metric, separable, separable_many
+from ._core import correlate, fspecial_gaussian, metric, row_strips, separable, separable_many
 
 _EPS = 1e-10
 _EPS_BELOW = math.nextafter(_EPS, 0.0)  # threshold(x, _EPS_BELOW) keeps x ≥ _EPS
@@ -69,7 +69,12 @@ def vifp_sources(sources: list[torch.Tensor], dist: torch.Tensor, noise_var: flo
                  uint8_products: bool = False) -> list[torch.Tensor]:
     r"""Multi-scale pixel-domain VIF of ``dist`` against each reference in ``sources`` (LIVE ``vifp_mscale.m``):
     4 scales, Gaussian N = 2^{5−s}+1, σ = N/5, ``filter2 'valid'``, dyadic subsampling, Σnum/Σden.
-    The statistics of ``dist`` are filtered once and shared by all references."""
+    The statistics of ``dist`` are filtered once and shared by all references.
+
+    Where a reference is flat, σ1² = E[x²] − E[x]² is rounding noise just above the 1e-10 clamp and
+    g = σ12/σ1² is huge, so those pixels' terms follow the filter's summation order: changing the filter
+    implementation (scipy → OpenCV) moved VIFp by up to 4e-9 relative on a GTF image with flat regions, and
+    MATLAB's own value carries the same noise."""
     k = len(sources)
     nums = [torch.zeros(dist.shape[0], dtype=torch.float64, device=dist.device) for _ in range(k)]
     dens = [torch.zeros_like(nums[0]) for _ in range(k)]
@@ -82,14 +87,15 @@ def vifp_sources(sources: list[torch.Tensor], dist: torch.Tensor, noise_var: flo
         sat = (lambda p: p.clamp_(max=255.0)) if (uint8_products and scale == 1) else (lambda p: p)
         maps = [dist, sat(dist * dist)] + [m for r in refs for m in (r, sat(r * r), sat(r * dist))]
         out = separable_many(maps, g, "valid")
-        mu2 = out[0]
-        s2 = out[1].sub_(mu2 * mu2).clamp_min_(0)
-        s2_ok = (s2 >= _EPS).to(s2.dtype)
-        for i in range(k):
-            mu1, e11, e12 = out[2 + 3 * i: 5 + 3 * i]
-            s1 = e11.sub_(mu1 * mu1).clamp_min_(0)
-            num, den = _vifp_terms(s1, s2, e12.sub_(mu1 * mu2), noise_var, s2_ok)
-            nums[i], dens[i] = nums[i] + num, dens[i] + den
+        for rows in row_strips(out[0]):
+            mu2, e22, *ref_maps = (m[..., rows, :] for m in out)
+            s2 = e22.sub_(mu2 * mu2).clamp_min_(0)
+            s2_ok = (s2 >= _EPS).to(s2.dtype)
+            for i in range(k):
+                mu1, e11, e12 = ref_maps[3 * i: 3 * i + 3]
+                s1 = e11.sub_(mu1 * mu1).clamp_min_(0)
+                num, den = _vifp_terms(s1, s2, e12.sub_(mu1 * mu2), noise_var, s2_ok)
+                nums[i], dens[i] = nums[i] + num, dens[i] + den
     return [nu / de for nu, de in zip(nums, dens)]
 
 
