@@ -97,8 +97,15 @@ def fuse_raw(model: str, strategy: str, seed: int, profile: str, out: Path, pair
     return frame.assign(model=model, strategy=strategy, seed=seed)
 
 
+def seeds_of(model: str, seeds) -> list[int]:
+    """The seeds to run for ``model``: ``seeds`` is one list for every model or a mapping model → list."""
+    return list(seeds[model] if isinstance(seeds, dict) else seeds)
+
+
 def raw_results(models, seeds, profile: str, out: Path, verify: str = "sample", progress: bool = False):
     """All per-image rows for ``models`` × strategies × ``seeds``, plus a verification table for eval.
+
+    ``seeds``: a list for every model, or a mapping model → list (see :func:`seeds_of`).
 
     full/quick: computed where the raw file is missing or older than its checkpoint, then written.
     eval: read from ``results/res2netfuse/raw``; the first ``VERIFY_SAMPLE`` pairs (or all) are re-fused and
@@ -106,7 +113,7 @@ def raw_results(models, seeds, profile: str, out: Path, verify: str = "sample", 
     """
     frames, checks = [], []
     for model in models:
-        for seed in seeds:
+        for seed in seeds_of(model, seeds):
             ckpt = ensure_model(model, seed, profile, progress)
             for strategy in STRATEGIES:
                 path = raw_file(out, model, strategy, seed)
@@ -221,7 +228,7 @@ def recon_raw(models, seeds, profile: str, out: Path, verify: str = "sample", pr
     """Table III per-image rows; eval reads ``raw/recon_*.csv`` and re-computes a sample (or all) to check."""
     frames, checks = [], []
     for model in models:
-        for seed in seeds:
+        for seed in seeds_of(model, seeds):
             ckpt = ensure_model(model, seed, profile, progress)
             suffix = "" if postprocess_mode == "code" else f"_{postprocess_mode}"
             path = out / "raw" / f"recon_{model}_seed{seed}{suffix}.csv"
