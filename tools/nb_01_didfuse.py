@@ -186,8 +186,8 @@ caption = (f"Table III: six fusion rules, ours on the val proxy (15 tno_scenes p
 report.write_table(table3, out, "table3_strategies", caption, run_profile)
 wide = table3.assign(ours=[f"{m:.3f} ± {s:.3f}" if pd.notna(m) else "" for m, s in zip(table3["ours_mean"], table3["ours_std"])],
                      paper=[f"{m:.3f} ± {s:.3f}" for m, s in zip(table3["reported"], table3["reported_std"])])
-wide = wide.pivot_table(index=["metric"], columns=["method"], values="ours", aggfunc="first", sort=False)[list(TABLE3_STRATEGIES)]
-best = table3[table3["dataset"] == exp.VAL_SCENES[0]].pivot_table(index="metric", columns="method", values="ours_mean", sort=False)
+wide = wide.pivot_table(index=["metric"], columns=["method"], values="ours", aggfunc="first").reindex(exp.METRICS)[list(TABLE3_STRATEGIES)]
+best = table3[table3["dataset"] == exp.VAL_SCENES[0]].pivot_table(index="metric", columns="method", values="ours_mean").reindex(exp.METRICS)
 wide["ours_best"] = best[list(TABLE3_STRATEGIES)].idxmax(axis=1) if len(best) else ""
 report.write_table(wide.reset_index(), out, "table3", caption + "; ours_best = largest ours per metric", run_profile)
 name = "table3"
@@ -232,7 +232,8 @@ caption = (f"Table IV: ablations on the val proxy (15 tno_scenes pairs; NIR-Stre
            f"mean over trainings: full n={n_full}, " + ", ".join(f"{k} n={v}" for k, v in n_per_variant.items()))
 report.write_table(table4, out, "table4_ablation", caption, run_profile)
 report.write_table(counts, out, "table4_larger_counts", "Table IV 'Overall # larger value': paper (12 cells) vs ours (6 metrics)", run_profile)
-ours = table4[table4["dataset"] == exp.VAL_SCENES[0]].pivot_table(index="metric", columns="method", values="ours_mean", sort=False)
+ours = table4[table4["dataset"] == exp.VAL_SCENES[0]].pivot_table(index="metric", columns="method", values="ours_mean").reindex(exp.METRICS)
+ours = ours[[f"{e}_{side}" for e in exp.ABLATIONS for side in ("ours", "test") if f"{e}_{side}" in ours]]
 report.write_table(ours.reset_index(), out, "table4", caption + " (ours only; reported values in table4_ablation)", run_profile)
 name = "table4"
 """ + VERIFY_CELL + """
