@@ -6,6 +6,7 @@ PY      := $(VENV)/bin/python
 PROFILE ?= eval
 NB      ?=
 VERIFY  ?= sample
+PARAMS  ?=
 
 .PHONY: env reproduce test unit nbval verify notebook bench clean-quick
 
@@ -19,9 +20,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 env: $(VENV)/.installed
 
-## make reproduce [PROFILE=eval|quick|full] [NB=didfuse] [VERIFY=sample|all]
+## make reproduce [PROFILE=eval|quick|full] [NB=didfuse] [VERIFY=sample|all] [PARAMS="repeats=25 model_profile=full"]
 reproduce: env
-	$(PY) -m fusion_core reproduce --profile $(PROFILE) --verify $(VERIFY) $(if $(NB),--nb $(NB))
+	$(PY) -m fusion_core reproduce --profile $(PROFILE) --verify $(VERIFY) $(if $(NB),--nb $(NB)) $(foreach p,$(PARAMS),--param $(p))
 
 ## make test: unit tests, then the notebooks under nbval on the quick profile
 test: unit nbval

@@ -64,7 +64,9 @@ def cmd_score(args) -> int:
 def cmd_reproduce(args) -> int:
     from .reproduce import run_notebooks
 
-    return run_notebooks(profile=args.profile, only=args.nb, verify=args.verify)
+    from .reproduce import parse_params
+
+    return run_notebooks(profile=args.profile, only=args.nb, verify=args.verify, params=parse_params(args.param))
 
 
 def cmd_verify(args) -> int:
@@ -109,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nb", help="run only notebooks whose name or paper contains this")
     p.add_argument("--verify", default="sample", choices=["sample", "all"],
                    help="eval profile: re-fuse a fixed sample of pairs, or all of them")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra notebook parameter (repeatable), e.g. repeats=25 or model_profile=full")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("verify", help="check results/MANIFEST.csv against the files on disk")

@@ -12,6 +12,7 @@ under ``quick`` so that its ``nbval-check-output`` cells hold the outputs ``make
 """
 from __future__ import annotations
 
+import ast
 import csv
 import datetime as dt
 import io as _io
@@ -22,6 +23,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Sequence
 
 from .data import REPO_ROOT, data_root
 from .io import atomic_write, sha256_file, write_json, write_text
@@ -159,14 +161,33 @@ def write_scoreboard(runs: list[dict] | None = None) -> Path:
     return write_text(RESULTS_ROOT / "README.md", "\n".join(lines) + "\n")
 
 
-def run_notebooks(profile: str = "eval", only: str | None = None, verify: str = "sample") -> int:
+def parse_params(items: Sequence[str]) -> dict:
+    """``["repeats=25", "model_profile=full"]`` → ``{"repeats": 25, "model_profile": "full"}``.
+
+    Values are Python literals where they parse as one (numbers, None, lists, quoted strings), else strings.
+    """
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"notebook parameter '{item}' is not NAME=VALUE")
+        try:
+            params[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[key.strip()] = value
+    return params
+
+
+def run_notebooks(profile: str = "eval", only: str | None = None, verify: str = "sample",
+                  params: dict | None = None) -> int:
+    """Execute the notebooks (``only``: names or papers containing it); ``params`` are extra notebook parameters."""
     books = find_notebooks(only)
     failures = []
     for notebook in books:
         paper = paper_of(notebook)
         out_dir = results_dir(paper, profile)
         started, t0 = dt.datetime.now(dt.timezone.utc), time.time()
-        parameters = {"profile": profile, "verify": verify}
+        parameters = {"profile": profile, "verify": verify, **(params or {})}
         print(f"[{profile}] {notebook.name} → {out_dir.relative_to(REPO_ROOT)}", flush=True)
         output = out_dir / notebook.name
         try:

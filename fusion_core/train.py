@@ -20,6 +20,11 @@ Files written (atomically, after every epoch) next to ``checkpoint`` = ``DIR/NAM
 * ``NAME.json`` — manifest: sha256 and size of ``NAME.pt``, parameter count, data, epochs, device,
   torch version, git commit, profile, seed, config, wall time, final losses.
 * ``NAME_history.csv`` — one row per epoch: epoch, lr, seconds, every loss term.
+
+``max_seconds`` bounds one call: before each epoch the loop checks whether another epoch (timed
+from the ones this call ran) would overrun the budget, and if so saves the checkpoint and returns
+early. Rerunning the same command resumes, so a long protocol runs as a series of bounded chunks
+(``python -m fusion_core.sweep`` runs many such trainings side by side on one device).
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ from . import data
 from .io import atomic_write, sha256_file, write_csv, write_json
 
 CHECKPOINT_FORMAT = "fusion_core.train/1"
+INCOMPLETE = 75  # exit code of a training CLI stopped by its time budget (EX_TEMPFAIL: rerun to resume)
 
 LossFn = Callable[[nn.Module, tuple], dict[str, torch.Tensor]]
 
@@ -248,13 +254,20 @@ def train(
     progress: bool = True,
     data_info: dict | None = None,
     loss_info: dict | None = None,
+    max_seconds: float | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` in place for ``config.epochs`` epochs; returns the per-epoch loss history.
 
     With ``checkpoint`` set, state is saved after every ``save_every`` epochs and, when ``resume`` is
     true and the file exists, training continues from it (raising the epoch count of a finished run
     trains the extra epochs). Same seed, same device and thread count → the same numbers.
+
+    ``max_seconds``: stop (checkpoint saved) before an epoch that would end past this many seconds
+    after the call started; at least one epoch always runs. A stopped run returns fewer than
+    ``config.epochs`` rows and its manifest has ``epochs_done < epochs``; calling again resumes it.
     """
+    if max_seconds is not None and checkpoint is None:
+        raise ValueError("max_seconds needs a checkpoint to resume from")
     device = torch.device(config.device)
     use_amp = config.amp and device.type == "cuda"
     model.to(device)
@@ -288,6 +301,7 @@ def train(
     started = time.perf_counter()
     epochs = tqdm(range(start_epoch, config.epochs), desc="epochs", unit="epoch", disable=not progress,
                   initial=start_epoch, total=config.epochs)
+    ran = 0
     for epoch in epochs:
         model.train()
         tick = time.perf_counter()
@@ -318,8 +332,11 @@ def train(
         if log:
             log(f"epoch {epoch + 1}/{config.epochs} " + " ".join(f"{k}={v:.5g}" for k, v in row.items()
                                                               if k not in ("epoch", "iterations")))
+        ran += 1
         last = epoch + 1 == config.epochs
-        if paths and (last or (epoch + 1) % config.save_every == 0):
+        elapsed = time.perf_counter() - started
+        out_of_time = max_seconds is not None and not last and elapsed * (ran + 1) / ran > max_seconds
+        if paths and (last or out_of_time or (epoch + 1) % config.save_every == 0):
             state = {
                 "format": CHECKPOINT_FORMAT,
                 "model_class": type(model).__name__,
@@ -338,6 +355,12 @@ def train(
             write_csv(paths[2], pd.DataFrame(history))
             write_json(paths[1], _manifest(paths[0], model, config, history, state["seconds"], device,
                                            data_info or _describe(dataset), loss_info or _describe(loss_fn)))
+        if out_of_time:
+            if log:
+                log(f"time budget: {elapsed:.0f} s of {max_seconds:.0f} s used, stopping after epoch "
+                    f"{epoch + 1}/{config.epochs}; rerun the same command to resume")
+            break
+    epochs.close()
     return pd.DataFrame(history)
 
 

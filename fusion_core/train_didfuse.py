@@ -24,7 +24,9 @@ checkpoint of the same run is resumed.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,7 +35,7 @@ import torch
 from . import data
 from .losses import DIDFUSE_PRESETS, DIDFuseLoss
 from .nets.didfuse import DIDFuse
-from .train import CropPairs, TrainConfig, seed_everything, train
+from .train import INCOMPLETE, CropPairs, TrainConfig, seed_everything, train
 
 PAPER = "didfuse"
 
@@ -87,8 +89,14 @@ def milestones(epochs: int) -> tuple[int, ...]:
 def train_didfuse(profile: str = "quick", seed: int = 0, out: str | Path = "checkpoints/didfuse", epochs=None,
                   crop=None, max_pairs=None, batch_size=None, loss_preset: str = "paper", device: str = "cpu",
                   crop_mode: str = "center", resume: bool = True, progress: bool = True, name: str | None = None,
-                  ablation: str | None = None):
-    """Train one DIDFuse model (or a Table IV ``ablation``, see :data:`ABLATIONS`); returns (checkpoint, history)."""
+                  ablation: str | None = None, max_seconds: float | None = None):
+    """Train one DIDFuse model (or a Table IV ``ablation``, see :data:`ABLATIONS`); returns (checkpoint, history).
+
+    ``ablation`` None or "full" trains the full model. ``max_seconds`` bounds this call, data loading
+    included (see :func:`fusion_core.train.train`); a stopped run resumes when called again.
+    """
+    started = time.perf_counter()
+    ablation = None if ablation == "full" else ablation
     if ablation is not None and ablation not in ABLATIONS:
         raise ValueError(f"unknown ablation '{ablation}'; known: {', '.join(ABLATIONS)}")
     variant = ABLATIONS[ablation] if ablation else Ablation({}, {}, "full DIDFuse")
@@ -112,8 +120,9 @@ def train_didfuse(profile: str = "quick", seed: int = 0, out: str | Path = "chec
     info = {"split": f"{PAPER}/train", **crops.describe(), "variant": ablation or "full",
             "variant_description": variant.description, "profile_description": settings.description
             if settings == base else f"{base.description}; overridden: {_overrides(base, settings)}"}
+    budget = None if max_seconds is None else max(max_seconds - (time.perf_counter() - started), 0.0)
     history = train(model, loss, crops, config, checkpoint=checkpoint, resume=resume, progress=progress,
-                    data_info=info)
+                    data_info=info, max_seconds=budget)
     return checkpoint, history
 
 
@@ -203,12 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-pairs", type=int, help="use only the first K pairs of the training split")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--loss", default="paper", choices=sorted(DIDFUSE_PRESETS), help="loss preset")
-    parser.add_argument("--ablation", choices=sorted(ABLATIONS), help="train a Table IV variant instead of the full model")
+    parser.add_argument("--ablation", choices=["full", *sorted(ABLATIONS)],
+                        help="train a Table IV variant instead of the full model (full: the full model)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--name", help="checkpoint file stem (default didfuse_<profile>_seed<S>)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if the checkpoint exists")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--max-minutes", type=float,
+                        help="stop after the last epoch that fits in this many minutes (checkpoint saved; exit "
+                             f"code {INCOMPLETE}); rerun the same command to resume")
     parser.add_argument("--write-splits", action="store_true", help="write data/splits/didfuse/*.txt and exit")
     return parser
 
@@ -224,13 +237,15 @@ def main(argv=None) -> int:
         checkpoint, history = train_didfuse(
             args.profile, args.seed, args.out, args.epochs, args.crop, args.max_pairs, args.batch_size, args.loss,
             args.device, args.crop_mode, resume=not args.no_resume, progress=not args.no_progress, name=args.name,
-            ablation=args.ablation)
+            ablation=args.ablation, max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
     except (data.DataError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     final = history.iloc[-1] if len(history) else None
-    print(f"wrote {checkpoint} ({len(history)} epochs" + (f", final loss {final['total']:.5f})" if final is not None else ")"))
-    return 0
+    done = int(final["epoch"]) if final is not None else 0
+    epochs = json.loads(checkpoint.with_suffix(".json").read_text())["epochs"] if checkpoint.is_file() else done
+    print(f"wrote {checkpoint} ({done}/{epochs} epochs" + (f", final loss {final['total']:.5f})" if final is not None else ")"))
+    return 0 if done >= epochs else INCOMPLETE
 
 
 if __name__ == "__main__":

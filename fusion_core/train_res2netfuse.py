@@ -13,6 +13,7 @@ reshuffled each epoch, remainder dropped. Runs resume from their checkpoint.
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from PIL import Image
 from . import data
 from .losses import Res2NetFuseLoss
 from .nets.res2netfuse import Res2NetFuse
-from .train import TrainConfig, seed_everything, train
+from .train import INCOMPLETE, TrainConfig, seed_everything, train
 
 CHECKPOINT_DIR = data.REPO_ROOT / "checkpoints" / "res2netfuse"
 # 80k MS-COCO substitute (spec 002 §9): FLIR-Train both sides, NIR-country visible, skimage photos.
@@ -82,8 +83,12 @@ def many_image_set(size: int = 256, limit: int | None = None) -> ImageStack:
 
 
 def train_model(model_kind: str, seed: int, out_dir: Path, profile: str = "full", device: str = "cpu",
-                train_image: str | None = None, progress: bool = True):
-    """Train one Res2NetFuse model; returns (checkpoint path, history DataFrame)."""
+                train_image: str | None = None, progress: bool = True, max_seconds: float | None = None):
+    """Train one Res2NetFuse model; returns (checkpoint path, history DataFrame).
+
+    ``max_seconds`` bounds the training part of this call (see :func:`fusion_core.train.train`); a
+    stopped run resumes when called again.
+    """
     iterations, epochs, size = PROFILES[profile]
     seed_everything(seed)
     model = Res2NetFuse()
@@ -101,7 +106,7 @@ def train_model(model_kind: str, seed: int, out_dir: Path, profile: str = "full"
         raise ValueError(f"model '{model_kind}' is not 'single' or 'many'")
     checkpoint = Path(out_dir) / f"{name}.pt"
     history = train(model, Res2NetFuseLoss("code", "msssim_code"), dataset, config, checkpoint=checkpoint,
-                    log=None, progress=progress)
+                    log=None, progress=progress, max_seconds=max_seconds)
     return checkpoint, history
 
 
@@ -115,12 +120,18 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--train-image", default=None, help="default: data/splits/res2netfuse/train_single_image.txt")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--max-minutes", type=float, help="stop after the last epoch that fits in this many "
+                        f"minutes (checkpoint saved, exit code {INCOMPLETE}); rerun the same command to resume")
+    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    checkpoint, history = train_model(args.model, args.seed, args.out, args.profile, args.device, args.train_image)
-    print(f"{checkpoint}: {len(history)} epochs, final total loss {history['total'].iloc[-1]:.5f}")
-    return 0
+    checkpoint, history = train_model(args.model, args.seed, args.out, args.profile, args.device, args.train_image,
+                                      progress=not args.no_progress,
+                                      max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+    epochs = json.loads(checkpoint.with_suffix(".json").read_text())["epochs"]
+    print(f"{checkpoint}: {len(history)}/{epochs} epochs, final total loss {history['total'].iloc[-1]:.5f}")
+    return 0 if len(history) >= epochs else INCOMPLETE
 
 
 if __name__ == "__main__":

@@ -51,6 +51,59 @@ def test_discover_keeps_complete_models_of_the_profile(tmp_path):
     assert found[0].checksum != found[1].checksum
 
 
+def test_model_profiles_pick_the_checkpoints_and_their_raw_folder(tmp_path):
+    assert exp.settings("eval").train_profile == "reduced"
+    assert exp.settings("eval", "full").train_profile == "full"
+    paper = exp.settings("full")  # the full notebook profile trains the paper's protocol
+    assert paper.train_profile == "full" and paper.epochs is None and len(paper.seeds["exp4"]) == 25
+    assert exp.settings("full", "reduced").seeds["exp1"] == (0, 1)
+    with pytest.raises(ValueError, match="model profile 'tiny'"):
+        exp.settings("eval", "tiny")
+    assert "128x128" in exp.substitutes("full")[0] and "64x64" in exp.substitutes("eval")[0]
+    _fake_checkpoint(tmp_path, "didfuse_full_seed3", 120, 120)
+    _fake_checkpoint(tmp_path, "didfuse_reduced_seed3", 12)
+    full, reduced = exp.discover(tmp_path, "full")[0], exp.discover(tmp_path, "reduced")[0]
+    assert full.key == reduced.key == "full_seed3"  # same key, separate raw folders: no collision
+    assert exp.raw_path(tmp_path, full, "val", "sal+cam") == tmp_path / "raw_full" / "val" / "full_seed3_sal-cam.csv"
+    assert exp.raw_path(tmp_path, reduced, "val", "sal+cam") == tmp_path / "raw" / "val" / "full_seed3_sal-cam.csv"
+
+
+def test_repeats_keep_the_lowest_seeds_of_each_variant(tmp_path):
+    for name in ("didfuse_reduced_seed2", "didfuse_reduced_seed0", "didfuse_reduced_seed1",
+                 "didfuse_reduced_exp1_seed1", "didfuse_reduced_exp1_seed0"):
+        _fake_checkpoint(tmp_path, name, 12)
+    found = exp.discover(tmp_path)
+    assert [s.key for s in exp.first_seeds(found, 2)] == ["full_seed0", "full_seed1", "exp1_seed0", "exp1_seed1"]
+    assert [s.key for s in exp.first_seeds(found, None)] == [s.key for s in found]
+    with pytest.raises(ValueError, match="repeats"):
+        exp.first_seeds(found, 0)
+
+
+def test_paper_protocol_trains_the_missing_models_as_one_concurrent_sweep(tmp_path, monkeypatch):
+    from fusion_core import sweep
+
+    _fake_checkpoint(tmp_path, "didfuse_full_seed0", 120, 120)  # already trained: not run again
+    monkeypatch.setattr(exp, "settings", lambda profile, model_profile=None: exp.Settings(
+        "full", None, None, None, None, tmp_path, {v: (0, 1) for v in exp.VARIANTS}))
+    seen = {}
+
+    def fake_run(jobs, parallel, threads, logs, echo=print, **kwargs):
+        seen.update(jobs=jobs, parallel=parallel)
+        for job in jobs:
+            job.returncode = 0
+        return jobs
+
+    monkeypatch.setattr(sweep, "run_jobs", fake_run)
+    models = exp.ensure_models("full", ["full", "exp2"], repeats=2, parallel=4, max_minutes=9)
+    assert [j.name for j in seen["jobs"]] == ["full_seed1", "exp2_seed0", "exp2_seed1"] and seen["parallel"] == 4
+    argv = seen["jobs"][1].argv
+    assert argv[argv.index("--profile") + 1] == "full" and argv[argv.index("--ablation") + 1] == "exp2"
+    assert argv[argv.index("--max-minutes") + 1] == "9" and argv[argv.index("--out") + 1] == str(tmp_path)
+    assert [m.key for m in models] == ["full_seed0"]  # the fake jobs trained nothing
+    monkeypatch.setattr(sweep, "run_jobs", lambda jobs, *a, **k: [setattr(j, "returncode", 1) for j in jobs])
+    with pytest.raises(RuntimeError, match="training failed for full_seed1"):
+        exp.ensure_models("full", ["full"], repeats=2)
+
 def test_discover_orders_variants_then_seeds(tmp_path):
     for name in ("didfuse_reduced_exp5_seed0", "didfuse_reduced_seed10", "didfuse_reduced_seed2",
                  "didfuse_reduced_exp1_seed0"):
@@ -207,4 +260,4 @@ def test_zoom_boxes_add_one_inset_per_box_and_panel():
 
 def test_cli_without_a_complete_model_says_so(tmp_path, capsys):
     code = exp.main(["raw", "--profile", "quick", "--variant", "exp2", "--seeds", "99", "--out", str(tmp_path)])
-    assert code == 2 and "no complete 'exp2' model" in capsys.readouterr().err
+    assert code == 2 and "no complete quick 'exp2' model" in capsys.readouterr().err

@@ -1,6 +1,8 @@
 """Res2NetFuse (paper 002): architecture, code-faithful loss quirks, fusion rules, training, the method."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -104,6 +106,18 @@ def test_single_image_training_is_deterministic_and_learns(tmp_path):
     assert hist_a["total"].tolist() == hist_b["total"].tolist()
     assert hist_a["total"].iloc[-1] < 0.7 * hist_a["total"].iloc[0]
     assert (tmp_path / "a" / "r2n_1_seed0.json").is_file()
+
+
+def test_cli_time_budget_stops_early_and_the_rerun_finishes(tmp_path):
+    from fusion_core import train_res2netfuse
+    from fusion_core.train import INCOMPLETE
+
+    torch.set_num_threads(1)
+    args = ["--model", "single", "--profile", "quick", "--out", str(tmp_path), "--device", "cpu", "--no-progress"]
+    assert train_res2netfuse.main(args + ["--max-minutes", "0"]) == INCOMPLETE
+    assert json.loads((tmp_path / "r2n_1_seed0.json").read_text())["epochs_done"] == 1
+    assert train_res2netfuse.main(args) == 0
+    assert json.loads((tmp_path / "r2n_1_seed0.json").read_text())["epochs_done"] == 20
 
 
 def test_natural_image_specs_and_errors(data_root):

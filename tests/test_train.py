@@ -30,12 +30,12 @@ def crops():
     return CropPairs.from_pairs(pairs, crop=32)
 
 
-def _run(crops, epochs, seed=0, checkpoint=None, model_seed=None, **config):
+def _run(crops, epochs, seed=0, checkpoint=None, model_seed=None, max_seconds=None, **config):
     seed_everything(seed if model_seed is None else model_seed)
     model = DIDFuse()
     settings = dict(epochs=epochs, batch_size=4, lr=1e-3, milestones=(2,), seed=seed) | config
     history = train(model, DIDFuseLoss("paper"), crops, TrainConfig(**settings), checkpoint=checkpoint,
-                    progress=False, log=None)
+                    progress=False, log=None, max_seconds=max_seconds)
     return model, history
 
 
@@ -92,6 +92,25 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(crops, tmp_path):
     assert list(history_resumed["lr"]) == pytest.approx([1e-3, 1e-4])
     assert history_resumed[LOSS_TERMS].equals(history_full[LOSS_TERMS])
     assert all(torch.equal(a, b) for a, b in zip(model_full.state_dict().values(), model_resumed.state_dict().values()))
+
+
+def test_time_budget_stops_after_an_epoch_with_a_checkpoint_and_resumes_exactly(crops, tmp_path):
+    model_full, history_full = _run(crops, epochs=3, milestones=(1,))
+    # save_every=5 would skip the first epochs: the budget stop must still write the checkpoint
+    _, history_part = _run(crops, epochs=3, checkpoint=tmp_path / "run.pt", milestones=(1,), max_seconds=0,
+                           save_every=5)
+    assert len(history_part) == 1
+    manifest = json.loads(checkpoint_paths(tmp_path / "run.pt")[1].read_text())
+    assert (manifest["epochs_done"], manifest["epochs"]) == (1, 3)
+    _, history_more = _run(crops, epochs=3, checkpoint=tmp_path / "run.pt", milestones=(1,), max_seconds=0,
+                           save_every=5)
+    assert len(history_more) == 2  # one more epoch per call
+    model_resumed, history_resumed = _run(crops, epochs=3, checkpoint=tmp_path / "run.pt", milestones=(1,),
+                                          save_every=5)
+    assert history_resumed[LOSS_TERMS].equals(history_full[LOSS_TERMS])
+    assert all(torch.equal(a, b) for a, b in zip(model_full.state_dict().values(), model_resumed.state_dict().values()))
+    with pytest.raises(ValueError, match="checkpoint"):
+        _run(crops, epochs=1, max_seconds=10)
 
 
 def test_resume_refuses_other_settings(crops, tmp_path):

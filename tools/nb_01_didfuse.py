@@ -3,7 +3,9 @@ from make_notebook import PARAMETERS, build
 
 CHECK = ["nbval-check-output"]
 PARAMETERS = PARAMETERS + '''
-threads = 1  # torch/OpenCV CPU threads (1 keeps a shared 2-core CPU from thrashing)'''
+threads = 1  # torch/OpenCV CPU threads (1 keeps a shared 2-core CPU from thrashing)
+repeats = None  # trainings per variant (None: every complete one; the paper: 25 for Tables III-IV, 20 for Fig. 6)
+model_profile = None  # checkpoints: "reduced" (committed CPU models; eval default) | "full" (paper protocol, GPU; full default)'''
 PARAMS = PARAMETERS + '''
 fig4_pairs = ["tno40/01", "tno40/18", "flir_test40/12", "nir_country52/04"]  # Fig. 4 rows (not stated in the paper)
 gap_pairs = 3  # Fig. 4 companion: first N pairs of each test set
@@ -31,14 +33,17 @@ torch.set_num_threads(threads)
 cv2.setNumThreads(threads)
 out = report.results_dir(exp.PAPER, profile)
 reported = report.load_reported(exp.PAPER)
+substitutes = exp.substitutes(profile, model_profile)
+training = {"reduced": "reduced CPU training", "full": "paper-protocol training", "quick": "quick smoke training"}[
+    exp.settings(profile, model_profile).train_profile]
 print("substitutes:")
-for s in exp.SUBSTITUTES:
+for s in substitutes:
     print(" -", s)""")
 
 
 def models_cell(variants):
-    return ("code", f"""models = exp.ensure_models(profile, {variants})
-run_profile = {{**exp.profile_line(profile, models), "substitutes": "; ".join(exp.SUBSTITUTES)}}
+    return ("code", f"""models = exp.ensure_models(profile, {variants}, repeats=repeats, model_profile=model_profile)
+run_profile = {{**exp.profile_line(profile, models, model_profile=model_profile), "substitutes": "; ".join(substitutes)}}
 print("trained models:", [m.key for m in models])""", CHECK)
 
 
@@ -53,7 +58,8 @@ build("notebooks/01_didfuse.ipynb", [
 
 Fig. 3 (training losses), Fig. 4 (base/detail decomposition), Fig. 5 (qualitative comparison) and Table V
 (comparison on the test sets). Our models follow the paper's architecture, loss and fusion layer (Sal-Att & CAM,
-`sal+cam`), trained on CPU with a **reduced protocol**. Table III (fusion rules), Table IV (ablations) and Fig. 6
+`sal+cam`), trained on CPU with a **reduced protocol** (the committed models; `model_profile="full"` evaluates
+paper-protocol models trained on a GPU, see `fusion_core/papers/didfuse/README.md`). Table III (fusion rules), Table IV (ablations) and Fig. 6
 (reproducibility) are in `01a`–`01c`.
 
 **Substitutes** (in every table and figure caption): reduced CPU training (64² centre crops instead of 128²,
@@ -119,7 +125,7 @@ raw = pd.concat([raw, raw2, raw3], ignore_index=True)
 verification = pd.concat([verification, verification2, verification3], ignore_index=True)
 missing += missing2 + missing3
 table5 = exp.table5(raw, reported)
-caption = ("Table V: reported (paper) vs ours; ours = reduced CPU DIDFuse (FLIR-Train-180 only), sal+cam, "
+caption = (f"Table V: reported (paper) vs ours; ours = DIDFuse, {training} (FLIR-Train-180 only), sal+cam, "
            "mean ± std over n trainings; TSIFVS = our tif; NIR-Forest/Field: data not available")
 report.write_table(table5, out, "table5_comparison", caption, run_profile)
 report.write_table(exp.wide5(table5), out, "table5", caption, run_profile)
@@ -128,7 +134,7 @@ name = "table5"
 ours = table5[table5["method"].isin(["DIDFuse", "TSIFVS"])].dropna(subset=["ours_mean"])
 print(ours.pivot_table(index=["dataset", "method"], columns="metric", values="ours_mean", sort=False)[exp.METRICS].round(1).to_string())""", CHECK),
     ("code", """mine = table5[table5["method"].isin(["DIDFuse", "TSIFVS"])]
-summary = report.fidelity(mine, exp.SUBSTITUTES)
+summary = report.fidelity(mine, substitutes)
 report.write_fidelity(out, summary, part="01_didfuse")
 didfuse = table5[(table5["method"] == "DIDFuse")].dropna(subset=["ours_mean", "reported"])
 print({k: v for k, v in summary.items() if k != "substitutes"})
@@ -157,7 +163,7 @@ for name in fig5_pairs:
     rows[4].append(fuse_images(tif, images))
 fig = report.image_grid(rows, ["IR", "VIS", "DIDFuse-IJCAI\\n(released images)", f"DIDFuse ours\\n(seed {seed}, sal+cam)",
                                "TSIFVS\\n(ours-reimpl. tif)"], fig5_pairs, cell=2.6,
-                        title=f"Fig. 5: qualitative comparison ({profile} profile; ours = reduced CPU training, FLIR-Train-180 only)")
+                        title=f"Fig. 5: qualitative comparison ({profile} profile; ours = {training}, FLIR-Train-180 only)")
 report.zoom_boxes(fig, fig5_boxes)
 io.save_figure(fig, out / "fig05_qualitative.png", dpi=110)
 plt.close(fig)
@@ -182,7 +188,7 @@ raw, verification, missing = exp.collect(models, [exp.VAL], TABLE3_STRATEGIES, p
 table3 = exp.table3(raw, reported)
 n = int(table3["n"].max()) if table3["n"].notna().any() else 0
 caption = (f"Table III: six fusion rules, ours on the val proxy (15 tno_scenes pairs; NIR-Street/Urban unavailable), "
-           f"mean ± std over n={n} reduced CPU trainings (paper: 25)")
+           f"mean ± std over n={n} trainings, {training} (paper: 25)")
 report.write_table(table3, out, "table3_strategies", caption, run_profile)
 wide = table3.assign(ours=[f"{m:.3f} ± {s:.3f}" if pd.notna(m) else "" for m, s in zip(table3["ours_mean"], table3["ours_std"])],
                      paper=[f"{m:.3f} ± {s:.3f}" for m, s in zip(table3["reported"], table3["reported_std"])])
@@ -206,7 +212,7 @@ for cam in ("", "+cam"):
 claims = pd.DataFrame(claims)
 report.write_table(claims, out, "table3_claims", "Table III claims of the paper, checked on our val-proxy means", run_profile)
 print(claims.groupby("claim", sort=False)["holds"].sum().to_dict())
-summary = report.fidelity(table3, exp.SUBSTITUTES, exp.signs3(table3))
+summary = report.fidelity(table3, substitutes, exp.signs3(table3))
 report.write_fidelity(out, summary, part="01a_didfuse_table3_strategies")
 print({k: v for k, v in summary.items() if k not in ("substitutes", "within_5pct", "sign_agree")})"""),
 ], parameters=PARAMETERS)
@@ -228,7 +234,7 @@ table4 = exp.table4(raw, reported)
 counts = exp.larger_counts(table4)
 n_per_variant = dict(zip(counts["experiment"], counts["n_test"]))
 n_full = int(counts["n_ours"].max())
-caption = (f"Table IV: ablations on the val proxy (15 tno_scenes pairs; NIR-Street/Urban unavailable), sal+cam, "
+caption = (f"Table IV: ablations on the val proxy (15 tno_scenes pairs; NIR-Street/Urban unavailable), sal+cam, {training}, "
            f"mean over trainings: full n={n_full}, " + ", ".join(f"{k} n={v}" for k, v in n_per_variant.items()))
 report.write_table(table4, out, "table4_ablation", caption, run_profile)
 report.write_table(counts, out, "table4_larger_counts", "Table IV 'Overall # larger value': paper (12 cells) vs ours (6 metrics)", run_profile)
@@ -238,7 +244,7 @@ report.write_table(ours.reset_index(), out, "table4", caption + " (ours only; re
 name = "table4"
 """ + VERIFY_CELL + """
 print(counts[["experiment", "paper_ours_larger", "ours_ours_larger", "ours_cells", "n_ours", "n_test"]].to_string(index=False))""", CHECK),
-    ("code", """summary = report.fidelity(table4[table4["metric"] != "n_larger"], exp.SUBSTITUTES, exp.signs4(table4))
+    ("code", """summary = report.fidelity(table4[table4["metric"] != "n_larger"], substitutes, exp.signs4(table4))
 report.write_fidelity(out, summary, part="01b_didfuse_table4_ablation")
 print({k: v for k, v in summary.items() if k != "substitutes"})"""),
 ], parameters=PARAMETERS)
@@ -258,7 +264,7 @@ runs = exp.fig6_runs(raw)
 lines = exp.competitor_lines(reported)
 n = ", ".join(f"{k} {v}" for k, v in runs.groupby("dataset", sort=False)["seed"].nunique().items())
 fig = exp.plot_fig6(runs, lines, f"Fig. 6: our DIDFuse trainings per test set, sal+cam (n: {n}; paper: 20). "
-                    f"{profile} profile, reduced CPU training on FLIR-Train-180 only; NIR-Forest/Field: data not available")
+                    f"{profile} profile, {training} on FLIR-Train-180 only; NIR-Forest/Field: data not available")
 io.save_figure(fig, out / "fig06_reproducibility.png", dpi=100)
 plt.close(fig)
 io.write_csv(out / "fig06_runs.csv", runs)
@@ -269,7 +275,7 @@ name = "fig06"
 """ + VERIFY_CELL + """
 print(runs.round(1).to_string(index=False))""", CHECK),
     ("code", """total, agree = exp.first_place_signs(runs, lines)
-summary = report.fidelity(pd.DataFrame(columns=["reported", "ours_mean", "delta_pct"]), exp.SUBSTITUTES, (total, agree))
+summary = report.fidelity(pd.DataFrame(columns=["reported", "ours_mean", "delta_pct"]), substitutes, (total, agree))
 report.write_fidelity(out, summary, part="01c_didfuse_fig6_reproducibility")
 print(f"cells where ours vs best competitor has the paper's sign: {agree}/{total}")"""),
 ], parameters=PARAMETERS)

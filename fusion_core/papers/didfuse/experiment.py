@@ -67,15 +67,28 @@ BASELINES = {"tif": "TSIFVS"}  # our classical re-implementations of Table V com
 VERIFY_RTOL = 1e-4  # relative tolerance per metric for a re-fused pair (same code, same weights)
 N_PAPER = {"III": 25, "IV": 25, "fig6": 20}  # trainings the paper averaged
 
+REDUCED_TRAINING = ("reduced CPU training profile: 64x64 centre crops (paper 128x128), 12 epochs (paper 120; lr /10 "
+                    "at 4 and 8), batch 24, Adam 1e-3")
 SUBSTITUTES = [
-    "reduced CPU training profile: 64x64 centre crops (paper 128x128), 12 epochs (paper 120; lr /10 at 4 and 8), "
-    "batch 24, Adam 1e-3",
+    REDUCED_TRAINING,
     "training data: the 180 FLIR-Train pairs only (NIR-Mountain and NIR-Water, 106 pairs, unavailable)",
     "validation (Tables III-IV): 15 tno_scenes pairs disjoint from every test set by pixel hash and thumbnail "
     "correlation (NIR-Urban and NIR-Street unavailable)",
     "Table V / Fig. 6 test scenes NIR-Forest and NIR-Field: data not available (paper values only)",
     "repeats: N trainings per variant as stated in each table (paper: 25 for Tables III-IV, 20 for Fig. 6)",
 ]
+
+
+
+
+def substitutes(profile: str, model_profile: str | None = None) -> list[str]:
+    """What stands in for the paper in a run: :data:`SUBSTITUTES` with the line about the training profile."""
+    train_profile = settings(profile, model_profile).train_profile
+    first = {"reduced": REDUCED_TRAINING,
+             "full": "training: the paper's protocol (128x128 centre crops, 120 epochs, lr /10 at 40 and 80, batch "
+                     "24, Adam 1e-3)",
+             "quick": "quick smoke models: 2 epochs, 4 pairs, 32x32 crops (numbers mean nothing)"}[train_profile]
+    return [first, *SUBSTITUTES[1:]]
 
 
 # --------------------------------------------------------------------------- profiles
@@ -91,14 +104,31 @@ class Settings:
     seeds: dict = field(default_factory=dict)  # variant → seeds the full/quick profile trains
 
 
-def settings(profile: str) -> Settings:
+MODEL_PROFILES = ("reduced", "full")  # trainer profiles of committed / GPU-trained checkpoints
+
+
+def settings(profile: str, model_profile: str | None = None) -> Settings:
+    """What a notebook profile evaluates (and trains).
+
+    ``model_profile`` names the trainer profile of the checkpoints (``didfuse_<model_profile>_...``):
+    ``reduced`` (the committed CPU models; the default of ``eval``) or ``full`` (the paper's protocol, the
+    default of ``full``, which trains on a GPU through :mod:`fusion_core.sweep`). ``quick`` always uses its
+    own throw-away models.
+    """
     if profile == "quick":
         return Settings("quick", 2, 4, (96, 96), 2, data.REPO_ROOT / "build" / "quick" / "checkpoints" / PAPER,
                         {"full": (0, 1), **{v: (0,) for v in ABLATIONS}})
-    if profile in ("eval", "full"):
+    if profile not in ("eval", "full"):
+        raise ValueError(f"unknown profile '{profile}' (quick, eval, full)")
+    model_profile = model_profile or ("reduced" if profile == "eval" else "full")
+    if model_profile not in MODEL_PROFILES:
+        raise ValueError(f"unknown model profile '{model_profile}' ({', '.join(MODEL_PROFILES)})")
+    if model_profile == "reduced":
         return Settings("reduced", 12, None, None, None, data.REPO_ROOT / "checkpoints" / PAPER,
-                        {"full": (0, 1, 2), **{v: (0,) for v in ABLATIONS}})
-    raise ValueError(f"unknown profile '{profile}' (quick, eval, full)")
+                        {"full": (0, 1, 2), **{v: (0, 1) for v in ABLATIONS}})
+    paper_n = max(N_PAPER.values())
+    return Settings("full", None, None, None, None, data.REPO_ROOT / "checkpoints" / PAPER,
+                    {v: tuple(range(paper_n)) for v in VARIANTS})
 
 
 def split_pairs(role: str, profile: str) -> list[data.Pair]:
@@ -139,6 +169,7 @@ class Source:
     rules: tuple[str, ...] | None = tuple(TABLE3_STRATEGIES) + ("sum",)
     path: Path | None = None
     loader: Callable[[], DIDFuse] | None = field(default=None, repr=False)
+    raw_dir: str = "raw"  # folder of its raw files: raw/ (reduced, quick, references), raw_full/ (paper protocol)
     _model: DIDFuse | None = field(default=None, repr=False)
 
     def model(self) -> DIDFuse:
@@ -180,8 +211,10 @@ def discover(checkpoint_dir: str | Path, train_profile: str = "reduced") -> list
         if info.get("epochs_done") != info.get("epochs"):
             continue
         variant, seed = match["variant"] or "full", int(match["seed"])
-        found.append(_net_source(f"{variant}_seed{seed}", variant, seed, sha256_file(path)[:16],
-                                 lambda p=path: load_checkpoint(p), path))
+        source = _net_source(f"{variant}_seed{seed}", variant, seed, sha256_file(path)[:16],
+                             lambda p=path: load_checkpoint(p), path)
+        source.raw_dir = "raw" if train_profile in ("reduced", "quick") else f"raw_{train_profile}"
+        found.append(source)
     return sorted(found, key=lambda s: (VARIANTS.index(s.variant), s.seed))
 
 
@@ -228,12 +261,13 @@ def baseline_source(method: str) -> Source:
     return Source(method, method, None, method, lambda images, rules: {None: fuse_images(fuser, images)}, rules=None)
 
 
-def sources_for(variant: str, profile: str, seeds: Sequence[int] | None = None) -> list[Source]:
+def sources_for(variant: str, profile: str, seeds: Sequence[int] | None = None,
+                model_profile: str | None = None) -> list[Source]:
     """The sources a command line ``--variant`` names: trained models (optionally some seeds), released, a baseline."""
     if variant in VARIANTS:
-        found = [s for s in discover(settings(profile).checkpoint_dir, settings(profile).train_profile)
-                 if s.variant == variant and (seeds is None or s.seed in seeds)]
-        return found
+        config = settings(profile, model_profile)
+        return [s for s in discover(config.checkpoint_dir, config.train_profile)
+                if s.variant == variant and (seeds is None or s.seed in seeds)]
     if variant == "released":
         return [released_source()]
     if variant == "released_images":
@@ -241,26 +275,74 @@ def sources_for(variant: str, profile: str, seeds: Sequence[int] | None = None) 
     return [baseline_source(variant)]
 
 
-def ensure_models(profile: str, variants: Sequence[str] = VARIANTS, progress: bool = False) -> list[Source]:
-    """Train (or resume) every model the profile wants; eval only discovers. Returns the complete models."""
-    config = settings(profile)
-    if profile != "eval":
-        from ...train_didfuse import train_didfuse
+def first_seeds(sources: Sequence[Source], repeats: int | None) -> list[Source]:
+    """The first ``repeats`` trainings (lowest seeds) of each variant; all of them when ``repeats`` is None."""
+    if repeats is None:
+        return list(sources)
+    if repeats < 1:
+        raise ValueError(f"repeats must be ≥ 1 or None, got {repeats}")
+    kept, count = [], {}
+    for source in sorted(sources, key=lambda s: (VARIANTS.index(s.variant), s.seed)):
+        count[source.variant] = count.get(source.variant, 0) + 1
+        if count[source.variant] <= repeats:
+            kept.append(source)
+    return kept
 
-        for variant in variants:
-            for seed in config.seeds.get(variant, ()):
+
+def ensure_models(profile: str, variants: Sequence[str] = VARIANTS, progress: bool = False,
+                  repeats: int | None = None, model_profile: str | None = None, parallel: int | None = None,
+                  max_minutes: float | None = None) -> list[Source]:
+    """Train (or resume) every model the profile wants; eval only discovers. Returns the complete models.
+
+    ``repeats`` caps the trainings per variant (seeds 0…repeats−1 of the profile's list). The paper's
+    protocol (model profile ``full``) trains through :mod:`fusion_core.sweep`: ``parallel`` runs at once on
+    the GPU (default 8; 1 on a CPU), each stopping after ``max_minutes`` and resumed by the next call;
+    the other profiles train in this process, one after another.
+    """
+    config = settings(profile, model_profile)
+    if profile != "eval":
+        have = {(s.variant, s.seed) for s in discover(config.checkpoint_dir, config.train_profile)}
+        wanted = [(v, seed) for v in variants for seed in config.seeds.get(v, ())[:repeats]]
+        todo = [job for job in wanted if job not in have]
+        if todo and config.train_profile == "full":
+            _train_with_sweep(todo, config, parallel, max_minutes)
+        elif todo:
+            from ...train_didfuse import train_didfuse
+
+            for variant, seed in todo:
                 with contextlib.redirect_stdout(io.StringIO()) if not progress else contextlib.nullcontext():
                     train_didfuse(config.train_profile, seed, config.checkpoint_dir, epochs=config.epochs,
-                                  max_pairs=config.train_pairs, ablation=None if variant == "full" else variant,
-                                  progress=progress)
-    return [s for s in discover(config.checkpoint_dir, config.train_profile) if s.variant in variants]
+                                  max_pairs=config.train_pairs, ablation=variant, progress=progress)
+    found = [s for s in discover(config.checkpoint_dir, config.train_profile) if s.variant in variants]
+    return first_seeds(found, repeats)
+
+
+def _train_with_sweep(todo: Sequence[tuple[str, int]], config: Settings, parallel: int | None,
+                      max_minutes: float | None) -> None:
+    """The missing paper-protocol trainings as concurrent processes on one device (``fusion_core.sweep``)."""
+    from ... import sweep
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    parallel = parallel or (8 if device == "cuda" else 1)
+    command = [sys.executable, "-m", "fusion_core.train_didfuse", "--profile", config.train_profile, "--device",
+               device, "--out", str(config.checkpoint_dir), "--no-progress"]
+    if max_minutes is not None:
+        command += ["--max-minutes", str(max_minutes)]
+    jobs = [sweep.Job(f"{variant}_seed{seed}", [*command, "--seed", str(seed), "--ablation", variant])
+            for variant, seed in todo]
+    logs = data.REPO_ROOT / "build" / "sweep" / PAPER
+    threads = max(1, (torch.get_num_threads() if device == "cpu" else 1))
+    sweep.run_jobs(jobs, parallel, threads, logs, echo=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    failed = [j.name for j in jobs if j.status == "failed"]
+    if failed:
+        raise RuntimeError(f"training failed for {', '.join(failed)}; logs in {logs}")
 
 
 # --------------------------------------------------------------------------- raw per-image files
 
 def raw_path(out: Path, source: Source, role: str, rule: str | None) -> Path:
     name = source.key if rule is None else f"{source.key}_{rule.replace('+', '-')}"
-    return Path(out) / "raw" / role / f"{name}.csv"
+    return Path(out) / source.raw_dir / role / f"{name}.csv"
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -590,13 +672,13 @@ def decomposition_gaps(model: DIDFuse, pairs: Sequence[data.Pair], profile: str)
     return pd.DataFrame(rows)
 
 
-def profile_line(profile: str, sources: Sequence[Source], device: str = "cpu") -> dict:
+def profile_line(profile: str, sources: Sequence[Source], device: str = "cpu", model_profile: str | None = None) -> dict:
     """The run description each table carries: profile, N per variant, device, data."""
     counts = {}
     for s in sources:
         counts[s.variant] = counts.get(s.variant, 0) + 1
     return {"profile": profile, "trainings": "; ".join(f"{k} n={v}" for k, v in counts.items()) or "none",
-            "device": device, "train_profile": settings(profile).train_profile,
+            "device": device, "train_profile": settings(profile, model_profile).train_profile,
             "data": "tno40, flir_test40, nir_country52, val proxy" + (" (2 pairs, 96x96 crops)" if profile == "quick" else "")}
 
 
@@ -682,11 +764,12 @@ def fig6_summary(runs: pd.DataFrame, lines: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- command line
 
 def _list(args) -> int:
-    config = settings(args.profile)
+    config = settings(args.profile, args.model_profile)
     out = results_dir(PAPER, args.profile) if args.out is None else Path(args.out)
     models = discover(config.checkpoint_dir, config.train_profile)
-    print(f"complete models in {config.checkpoint_dir}: " + (", ".join(s.key for s in models) or "none"))
-    for path in sorted((out / "raw").rglob("*.csv")):
+    print(f"complete {config.train_profile} models in {config.checkpoint_dir}: "
+          + (", ".join(s.key for s in models) or "none"))
+    for path in sorted(p for folder in out.glob("raw*") for p in folder.rglob("*.csv")):
         print(f"  {path.relative_to(out)}{'  (partial)' if path.name.endswith('.partial.csv') else ''}")
     return 0
 
@@ -699,10 +782,11 @@ def _raw(args) -> int:
         cv2.setNumThreads(args.threads)
     out = results_dir(PAPER, args.profile) if args.out is None else Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    sources = sources_for(args.variant, args.profile, seeds)
+    sources = sources_for(args.variant, args.profile, seeds, args.model_profile)
     if not sources:
-        print(f"error: no complete '{args.variant}' model (seeds {seeds}) in {settings(args.profile).checkpoint_dir}",
-              file=sys.stderr)
+        config = settings(args.profile, args.model_profile)
+        print(f"error: no complete {config.train_profile} '{args.variant}' model (seeds {seeds}) in "
+              f"{config.checkpoint_dir}", file=sys.stderr)
         return 2
     rules = [r.strip() for r in args.strategies.split(",")] if args.strategies else [PAPER_RULE]
     for rule in rules:
@@ -725,6 +809,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--profile", default="full", choices=["quick", "full"],
                        help="full: checkpoints/didfuse → results/didfuse/raw; quick: build/quick")
         p.add_argument("--out", help="results folder (default: the profile's)")
+        p.add_argument("--model-profile", default="reduced", choices=MODEL_PROFILES,
+                       help="trainer profile of the checkpoints: reduced (committed CPU models, raw/) or full "
+                            "(the paper's protocol, raw_full/); ignored by --profile quick")
     raw.add_argument("--variant", required=True,
                      help=f"{', '.join(VARIANTS)}, released, released_images, or a classical method (e.g. tif)")
     raw.add_argument("--seeds", help="comma-separated seeds of a trained variant (default: every complete one)")
