@@ -502,7 +502,7 @@ def _note5(row) -> str:
     if pd.isna(row["ours_mean"]):
         return "reported only"
     if row["method"] == "DIDFuse":
-        return f"ours: reduced CPU models, {PAPER_RULE}, n seeds"
+        return f"ours: our trainings (profile in the caption), {PAPER_RULE}, mean over n"
     if row["method"] in BASELINES.values():
         return "ours-reimpl. (fusion_core.classical)"
     if row["method"].endswith("released images"):
