@@ -203,8 +203,12 @@ def test_table5_puts_ours_next_to_reported_didfuse():
     values = paper_tno.set_index("metric").loc[exp.METRICS, "value"].tolist()
     rows = (_raw_rows("full_seed0", "full", 0, "sal+cam", "test_tno", values)
             + _raw_rows("full_seed1", "full", 1, "sal+cam", "test_tno", values)
+            + _raw_rows("full_seed0", "full", 0, "sum", "test_tno", [2.0] * 6)
             + _raw_rows("tif", "tif", -1, "-", "test_tno", [1.0] * 6))
     table = exp.table5(pd.DataFrame(rows), reported)
+    with_sum = table[(table["dataset"] == "TNO") & (table["method"] == "DIDFuse ours + sum")]
+    assert with_sum["ours_mean"].eq(2.0).all() and with_sum["reported"].isna().all()
+    assert with_sum["ours_note"].str.contains("sum").all()
     ours = table[(table["dataset"] == "TNO") & (table["method"] == "DIDFuse")]
     assert (ours["delta_pct"].abs() < 1e-9).all() and (ours["n"] == 2).all()
     assert table[(table["method"] == "TSIFVS") & (table["dataset"] == "TNO")]["ours_mean"].eq(1.0).all()
