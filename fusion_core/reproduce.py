@@ -124,8 +124,10 @@ def _write_manifest(rows: list[dict]) -> None:
 
 
 def _record(out_dir: Path, since: float, notebook: Path, profile: str) -> None:
-    produced = [p for p in out_dir.rglob("*") if p.is_file() and p.stat().st_mtime >= since - 1]
-    rows = {r["path"]: r for r in _read_manifest()}
+    # *.partial.csv: raw files a background job is still filling (they are renamed when complete)
+    produced = [p for p in out_dir.rglob("*") if p.is_file() and p.stat().st_mtime >= since - 1
+                and not p.name.endswith(".partial.csv")]
+    rows = {r["path"]: r for r in _read_manifest() if not r["path"].endswith(".partial.csv")}
     # A rerun of a notebook replaces its rows; files it no longer writes drop out of the manifest.
     rows = {k: r for k, r in rows.items() if r["notebook"] != notebook.name or (REPO_ROOT / k).is_file()}
     for path in produced:

@@ -50,6 +50,16 @@ def test_recorded_files_verify_until_one_changes(sandbox, capsys):
     assert "results/didfuse/fig.png: missing" in capsys.readouterr().out
 
 
+def test_raw_files_still_being_filled_are_not_recorded(sandbox):
+    since = time.time()
+    (sandbox / "raw").mkdir()
+    (sandbox / "raw" / "full_seed0_sum.partial.csv").write_text("stem\n01\n")
+    (sandbox / "raw" / "full_seed0_sal-cam.csv").write_text("stem\n01\n")
+    reproduce._record(sandbox, since, Path("01_didfuse.ipynb"), "eval")
+    paths = [row["path"] for row in reproduce._read_manifest()]
+    assert paths == ["results/didfuse/raw/full_seed0_sal-cam.csv"]
+
+
 def test_missing_manifest_is_an_error(sandbox, capsys):
     assert reproduce.verify_manifest() == 1
     assert "missing or empty" in capsys.readouterr().err
