@@ -62,9 +62,7 @@ def cmd_score(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .reproduce import run_notebooks
-
-    from .reproduce import parse_params
+    from .reproduce import parse_params, run_notebooks
 
     return run_notebooks(profile=args.profile, only=args.nb, verify=args.verify, params=parse_params(args.param))
 

@@ -21,7 +21,7 @@ Files written (atomically, after every epoch) next to ``checkpoint`` = ``DIR/NAM
   torch version, git commit, profile, seed, config, wall time, final losses.
 * ``NAME_history.csv`` — one row per epoch: epoch, lr, seconds, every loss term.
 
-``max_seconds`` bounds one call: before each epoch the loop checks whether another epoch (timed
+``max_seconds`` bounds one call: after each epoch the loop checks whether another epoch (timed
 from the ones this call ran) would overrun the budget, and if so saves the checkpoint and returns
 early. Rerunning the same command resumes, so a long protocol runs as a series of bounded chunks
 (``python -m fusion_core.sweep`` runs many such trainings side by side on one device).
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import io as _io
+import json
 import random
 import subprocess
 import time
@@ -197,6 +198,15 @@ def git_commit() -> dict:
         return {"git_sha": sha.stdout.strip() or None, "git_dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"git_sha": None, "git_dirty": None}
+
+
+def progress_of(checkpoint: str | Path) -> tuple[int, int] | None:
+    """(epochs done, epochs planned) from the manifest next to ``checkpoint``; None if it has no readable one."""
+    try:
+        manifest = json.loads(Path(checkpoint).with_suffix(".json").read_text())
+        return int(manifest["epochs_done"]), int(manifest["epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def checkpoint_paths(checkpoint: str | Path) -> tuple[Path, Path, Path]:

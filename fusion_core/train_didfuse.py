@@ -24,7 +24,6 @@ checkpoint of the same run is resumed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -35,7 +34,7 @@ import torch
 from . import data
 from .losses import DIDFUSE_PRESETS, DIDFuseLoss
 from .nets.didfuse import DIDFuse
-from .train import INCOMPLETE, CropPairs, TrainConfig, seed_everything, train
+from .train import INCOMPLETE, CropPairs, TrainConfig, progress_of, seed_everything, train
 
 PAPER = "didfuse"
 
@@ -242,8 +241,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     final = history.iloc[-1] if len(history) else None
-    done = int(final["epoch"]) if final is not None else 0
-    epochs = json.loads(checkpoint.with_suffix(".json").read_text())["epochs"] if checkpoint.is_file() else done
+    done, epochs = progress_of(checkpoint) or (0, 0)
     print(f"wrote {checkpoint} ({done}/{epochs} epochs" + (f", final loss {final['total']:.5f})" if final is not None else ")"))
     return 0 if done >= epochs else INCOMPLETE
 

@@ -13,7 +13,6 @@ reshuffled each epoch, remainder dropped. Runs resume from their checkpoint.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from PIL import Image
 from . import data
 from .losses import Res2NetFuseLoss
 from .nets.res2netfuse import Res2NetFuse
-from .train import INCOMPLETE, TrainConfig, seed_everything, train
+from .train import INCOMPLETE, TrainConfig, progress_of, seed_everything, train
 
 CHECKPOINT_DIR = data.REPO_ROOT / "checkpoints" / "res2netfuse"
 # 80k MS-COCO substitute (spec 002 §9): FLIR-Train both sides, NIR-country visible, skimage photos.
@@ -129,9 +128,9 @@ def main(argv=None) -> int:
     checkpoint, history = train_model(args.model, args.seed, args.out, args.profile, args.device, args.train_image,
                                       progress=not args.no_progress,
                                       max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
-    epochs = json.loads(checkpoint.with_suffix(".json").read_text())["epochs"]
-    print(f"{checkpoint}: {len(history)}/{epochs} epochs, final total loss {history['total'].iloc[-1]:.5f}")
-    return 0 if len(history) >= epochs else INCOMPLETE
+    done, epochs = progress_of(checkpoint)
+    print(f"{checkpoint}: {done}/{epochs} epochs, final total loss {history['total'].iloc[-1]:.5f}")
+    return 0 if done >= epochs else INCOMPLETE
 
 
 if __name__ == "__main__":

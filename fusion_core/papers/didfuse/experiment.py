@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import hashlib
 import io
-import json
 import re
 import sys
 import time
@@ -49,6 +48,7 @@ from ...methods import build_method, method_names
 from ...nets.didfuse import RELEASED_FILES, SKIP_FIELDS, DIDFuse, load_checkpoint, load_released
 from ...report import results_dir, sign_agreement
 from ...strategies import TABLE3_STRATEGIES, fuse_features, get_strategy
+from ...train import progress_of
 
 PAPER = "didfuse"
 METRICS = ["EN", "SD", "SF", "VIF", "AG", "SCD"]  # Table V order; larger is better for all six
@@ -77,8 +77,6 @@ SUBSTITUTES = [
     "Table V / Fig. 6 test scenes NIR-Forest and NIR-Field: data not available (paper values only)",
     "repeats: N trainings per variant as stated in each table (paper: 25 for Tables III-IV, 20 for Fig. 6)",
 ]
-
-
 
 
 def substitutes(profile: str, model_profile: str | None = None) -> list[str]:
@@ -203,12 +201,8 @@ def discover(checkpoint_dir: str | Path, train_profile: str = "reduced") -> list
         match = _NAME.match(path.name)
         if not match or match["profile"] != train_profile:
             continue
-        manifest = path.with_suffix(".json")
-        try:
-            info = json.loads(manifest.read_text())
-        except (OSError, ValueError):
-            continue
-        if info.get("epochs_done") != info.get("epochs"):
+        progress = progress_of(path)
+        if progress is None or progress[0] != progress[1]:
             continue
         variant, seed = match["variant"] or "full", int(match["seed"])
         source = _net_source(f"{variant}_seed{seed}", variant, seed, sha256_file(path)[:16],
@@ -331,7 +325,7 @@ def _train_with_sweep(todo: Sequence[tuple[str, int]], config: Settings, paralle
     jobs = [sweep.Job(f"{variant}_seed{seed}", [*command, "--seed", str(seed), "--ablation", variant])
             for variant, seed in todo]
     logs = data.REPO_ROOT / "build" / "sweep" / PAPER
-    threads = max(1, (torch.get_num_threads() if device == "cpu" else 1))
+    threads = torch.get_num_threads() if device == "cpu" else 1
     sweep.run_jobs(jobs, parallel, threads, logs, echo=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
     failed = [j.name for j in jobs if j.status == "failed"]
     if failed:
