@@ -15,10 +15,14 @@ A paper passes its model, its loss and an in-memory data set; it does not copy t
 
 Files written (atomically, after every epoch) next to ``checkpoint`` = ``DIR/NAME.pt``:
 
-* ``NAME.pt`` — model, optimizer, scheduler, AMP scaler, epoch, every RNG state and the history: a
-  run resumes from it exactly where it stopped (same numbers as an uninterrupted run).
-* ``NAME.json`` — manifest: sha256 and size of ``NAME.pt``, parameter count, data, epochs, device,
-  torch version, git commit, profile, seed, config, wall time, final losses.
+* ``NAME.pt`` — the weights only (``WEIGHTS_FORMAT``: model class, model config, fp32 state dict;
+  about 4 bytes per parameter): what inference loads and what the repository commits.
+* ``NAME.resume.pt`` — model, optimizer, scheduler, AMP scaler, epoch, every RNG state and the
+  history: a run resumes from it exactly where it stopped (same numbers as an uninterrupted run).
+  Several times the weights' size, so it is never committed (``checkpoints/.gitignore``).
+* ``NAME.json`` — manifest: sha256 and size of ``NAME.pt``, ``checksum`` (the key raw per-image
+  result files record for these weights), parameter count, data, epochs, device, torch version,
+  git commit, profile, seed, config, wall time, final losses.
 * ``NAME_history.csv`` — one row per epoch: epoch, lr, seconds, every loss term.
 
 ``max_seconds`` bounds one call: after each epoch the loop checks whether another epoch (timed
@@ -47,7 +51,8 @@ from tqdm import tqdm
 from . import data
 from .io import atomic_write, sha256_file, write_csv, write_json
 
-CHECKPOINT_FORMAT = "fusion_core.train/1"
+CHECKPOINT_FORMAT = "fusion_core.train/1"  # the resume state (``NAME.resume.pt``; older ``NAME.pt`` files too)
+WEIGHTS_FORMAT = "fusion_core.weights/1"  # the inference file ``NAME.pt``
 INCOMPLETE = 75  # exit code of a training CLI stopped by its time budget (EX_TEMPFAIL: rerun to resume)
 
 LossFn = Callable[[nn.Module, tuple], dict[str, torch.Tensor]]
@@ -215,6 +220,66 @@ def checkpoint_paths(checkpoint: str | Path) -> tuple[Path, Path, Path]:
     return path, path.with_suffix(".json"), path.with_name(f"{path.stem}_history.csv")
 
 
+def resume_path(checkpoint: str | Path) -> Path:
+    """``NAME.resume.pt``: the full training state next to the weights file ``NAME.pt`` (never committed)."""
+    path = Path(checkpoint)
+    return path.with_name(f"{path.stem}.resume.pt")
+
+
+def weights_state(model_or_state: dict, model_class: str | None = None, model_config: dict | None = None) -> dict:
+    """The inference file's content: model class and config plus the state dict, floats as fp32, copied compactly."""
+    state = {k: (v.detach().float() if v.is_floating_point() else v.detach()).clone().contiguous().cpu()
+             for k, v in model_or_state.items()}
+    return {"format": WEIGHTS_FORMAT, "model_class": model_class, "model_config": model_config, "model": state}
+
+
+def weights_checksum(checkpoint: str | Path) -> str:
+    """The key that raw per-image result files record for these weights (16 hex digits).
+
+    The manifest's ``checksum`` when the manifest's ``sha256`` is the file's (it survives slimming a
+    full checkpoint: the results computed from the full file stay valid); else the file's sha256[:16].
+    """
+    path = Path(checkpoint)
+    digest = sha256_file(path)
+    try:
+        manifest = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    if isinstance(manifest, dict) and manifest.get("sha256") == digest and manifest.get("checksum"):
+        return str(manifest["checksum"])
+    return digest[:16]
+
+
+def slim_checkpoint(checkpoint: str | Path) -> tuple[int, int]:
+    """Rewrite a full training checkpoint ``NAME.pt`` in place as weights only; returns (bytes before, after).
+
+    The manifest keeps the results key of the file as trained (``checksum``), records what was dropped
+    (``slimmed_from``: sha256 and size) and gets the new file's sha256 and size. The full state is
+    moved to ``NAME.resume.pt`` only if that file does not exist yet (it is not committed). A file
+    already slim is left alone.
+    """
+    path, manifest_path, _ = checkpoint_paths(checkpoint)
+    before = path.stat().st_size
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or blob.get("format") not in (CHECKPOINT_FORMAT, WEIGHTS_FORMAT):
+        raise data.DataError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
+    if blob["format"] == WEIGHTS_FORMAT:
+        return before, before
+    manifest = json.loads(manifest_path.read_text())
+    old_sha = sha256_file(path)
+    if manifest.get("sha256") != old_sha:
+        raise data.DataError(f"{manifest_path}: sha256 {manifest.get('sha256')} is not that of {path} ({old_sha})")
+    resume = resume_path(path)
+    if not resume.exists():
+        with atomic_write(resume, "wb") as handle:
+            handle.write(path.read_bytes())
+    _save(path, weights_state(blob["model"], blob.get("model_class"), blob.get("model_config")))
+    manifest.update(checksum=manifest.get("checksum") or old_sha[:16], sha256=sha256_file(path),
+                    bytes=path.stat().st_size, slimmed_from={"sha256": old_sha, "bytes": before})
+    write_json(manifest_path, manifest)
+    return before, path.stat().st_size
+
+
 def _save(path: Path, state: dict) -> None:
     buffer = _io.BytesIO()
     torch.save(state, buffer)
@@ -289,9 +354,12 @@ def train(
     start_epoch, seconds_before = 0, 0.0
 
     paths = checkpoint_paths(checkpoint) if checkpoint is not None else None
-    if paths and resume and paths[0].is_file():
-        saved = _load(paths[0])
-        _check_resumable(paths[0], saved, config, model)
+    state_file = _resume_source(paths[0]) if paths and resume else None
+    if state_file is None and paths and resume and paths[0].is_file():
+        return _finished(paths, config, model)  # weights only, no resume state: done, or an error
+    if state_file is not None:
+        saved = _load(state_file)
+        _check_resumable(state_file, saved, config, model)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -300,7 +368,7 @@ def train(
         history = list(saved["history"])
         start_epoch, seconds_before = saved["epoch"], float(saved.get("seconds", 0.0))
         if log and start_epoch < config.epochs:
-            log(f"resuming {paths[0]} at epoch {start_epoch + 1}/{config.epochs}")
+            log(f"resuming {state_file} at epoch {start_epoch + 1}/{config.epochs}")
     else:
         seed_everything(config.seed)
 
@@ -361,7 +429,8 @@ def train(
                 "config": asdict(config),
                 "seconds": seconds_before + time.perf_counter() - started,
             }
-            _save(paths[0], state)
+            _save(resume_path(paths[0]), state)
+            _save(paths[0], weights_state(state["model"], state["model_class"], state["model_config"]))
             write_csv(paths[2], pd.DataFrame(history))
             write_json(paths[1], _manifest(paths[0], model, config, history, state["seconds"], device,
                                            data_info or _describe(dataset), loss_info or _describe(loss_fn)))
@@ -374,6 +443,43 @@ def train(
     return pd.DataFrame(history)
 
 
+def _resume_source(path: Path) -> Path | None:
+    """Where a run resumes from: ``NAME.resume.pt``, or an older ``NAME.pt`` that still holds the full state."""
+    if resume_path(path).is_file():
+        return resume_path(path)
+    if path.is_file():
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            return path  # let _load name the problem
+        if isinstance(blob, dict) and blob.get("format") == CHECKPOINT_FORMAT:
+            return path
+    return None
+
+
+def _finished(paths: tuple[Path, Path, Path], config: TrainConfig, model: nn.Module) -> pd.DataFrame:
+    """A weights-only ``NAME.pt`` without resume state: its history if the manifest says the same run is done.
+
+    A committed checkpoint is slim, so rerunning its training command loads the weights and returns at
+    once. A run that wants more epochs (or other settings) cannot continue without the resume state.
+    """
+    path, manifest_path, history_path = paths
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        raise data.DataError(f"{path}: weights only and no readable manifest {manifest_path.name}; "
+                             "use another checkpoint path or resume=False") from None
+    saved = {"config": manifest.get("config") or {}, "model_class": manifest.get("model_class")}
+    _check_resumable(path, saved, config, model)
+    if int(manifest.get("epochs_done", -1)) != config.epochs:
+        raise data.DataError(f"{path}: weights only ({manifest.get('epochs_done')} epochs) and no resume state "
+                             f"{resume_path(path).name}, so it cannot continue to {config.epochs} epochs; "
+                             "use another checkpoint path or resume=False")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(blob["model"])
+    return pd.read_csv(history_path) if history_path.is_file() else pd.DataFrame()
+
+
 def _describe(obj) -> dict | None:
     return obj.describe() if hasattr(obj, "describe") else None
 
@@ -381,10 +487,13 @@ def _describe(obj) -> dict | None:
 def _manifest(path: Path, model: nn.Module, config: TrainConfig, history: list[dict], seconds: float,
               device: torch.device, data_info, loss_info) -> dict:
     final = history[-1] if history else {}
+    digest = sha256_file(path)
     return {
         "checkpoint": path.name,
-        "sha256": sha256_file(path),
+        "sha256": digest,
         "bytes": path.stat().st_size,
+        "checksum": digest[:16],
+        "resume_state": resume_path(path).name,
         "model_class": type(model).__name__,
         "model_config": getattr(model, "config", None),
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),

@@ -15,7 +15,8 @@ from fusion_core.io import sha256_file
 from fusion_core.losses import DIDFuseLoss
 from fusion_core.methods import build_method
 from fusion_core.nets.didfuse import DIDFuse
-from fusion_core.train import CropPairs, TrainConfig, checkpoint_paths, seed_everything, train
+from fusion_core.train import (WEIGHTS_FORMAT, CropPairs, TrainConfig, checkpoint_paths, resume_path, seed_everything,
+                               slim_checkpoint, train, weights_checksum)
 
 REPO = Path(__file__).resolve().parents[1]
 LOSS_TERMS = ["total", "base", "detail", "ir_rec", "vis_rec", "vis_grad"]
@@ -144,3 +145,35 @@ def test_train_cli_quick_profile_writes_a_checkpoint_the_fuse_method_loads(tmp_p
     fuser = build_method("didfuse", weights=checkpoint, strategy="ave")
     ir, vis = torch.rand(1, 1, 40, 56), torch.rand(1, 1, 40, 56)
     assert fuser(ir, vis).shape == (1, 1, 40, 56)
+
+
+def test_committed_file_is_weights_only_and_a_rerun_of_a_finished_run_returns_at_once(crops, tmp_path):
+    model, history = _run(crops, epochs=1, checkpoint=tmp_path / "run.pt")
+    blob = torch.load(tmp_path / "run.pt", weights_only=True)
+    assert blob["format"] == WEIGHTS_FORMAT and set(blob) == {"format", "model_class", "model_config", "model"}
+    assert (tmp_path / "run.pt").stat().st_size < 1.1 * 4 * 260_935 + 50_000  # fp32 weights and little else
+    resume_path(tmp_path / "run.pt").unlink()  # a fresh clone has no resume state
+    again, history_again = _run(crops, epochs=1, checkpoint=tmp_path / "run.pt", model_seed=99)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    assert list(history_again["epoch"]) == [1]
+    with pytest.raises(data.DataError, match="no resume state"):
+        _run(crops, epochs=2, checkpoint=tmp_path / "run.pt")
+
+
+def test_slimming_a_full_checkpoint_keeps_the_weights_and_the_results_key(crops, tmp_path):
+    model, _ = _run(crops, epochs=1, checkpoint=tmp_path / "run.pt")
+    path, manifest_path, _ = checkpoint_paths(tmp_path / "run.pt")
+    resume_path(path).replace(path)  # the old layout: the full state in NAME.pt
+    manifest = json.loads(manifest_path.read_text())
+    manifest.update(sha256=sha256_file(path), bytes=path.stat().st_size)
+    del manifest["checksum"]
+    manifest_path.write_text(json.dumps(manifest))
+    key = sha256_file(path)[:16]
+    before, after = slim_checkpoint(path)
+    assert after < before / 2 and weights_checksum(path) == key
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["sha256"] == sha256_file(path) and manifest["slimmed_from"]["bytes"] == before
+    loaded = torch.load(path, weights_only=True)["model"]
+    assert all(torch.equal(a, loaded[k]) for k, a in model.state_dict().items())
+    path.write_bytes(path.read_bytes() + b"x")  # other weights: the manifest's key no longer applies
+    assert weights_checksum(path) == sha256_file(path)[:16]

@@ -48,7 +48,7 @@ from ...methods import build_method, method_names
 from ...nets.didfuse import RELEASED_FILES, SKIP_FIELDS, DIDFuse, load_checkpoint, load_released
 from ...report import results_dir, sign_agreement
 from ...strategies import TABLE3_STRATEGIES, fuse_features, get_strategy
-from ...train import progress_of
+from ...train import progress_of, weights_checksum
 
 PAPER = "didfuse"
 METRICS = ["EN", "SD", "SF", "VIF", "AG", "SCD"]  # Table V order; larger is better for all six
@@ -205,7 +205,7 @@ def discover(checkpoint_dir: str | Path, train_profile: str = "reduced") -> list
         if progress is None or progress[0] != progress[1]:
             continue
         variant, seed = match["variant"] or "full", int(match["seed"])
-        source = _net_source(f"{variant}_seed{seed}", variant, seed, sha256_file(path)[:16],
+        source = _net_source(f"{variant}_seed{seed}", variant, seed, weights_checksum(path),
                              lambda p=path: load_checkpoint(p), path)
         source.raw_dir = "raw" if train_profile in ("reduced", "quick") else f"raw_{train_profile}"
         found.append(source)
