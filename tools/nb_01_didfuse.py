@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from fusion_core import data, io, report
+from fusion_core import checks, data, io, report
 from fusion_core.papers.didfuse import experiment as exp
 
 torch.set_num_threads(threads)
@@ -107,7 +107,8 @@ gap_list = [p for role in exp.TEST_SETS for p in exp.split_pairs(role, profile)[
 gaps = exp.decomposition_gaps(model, gap_list, profile)
 report.write_table(gaps, out, "fig04_decomposition_gaps",
                    "Fig. 4 companion: mean |B_I - B_V| and |D_I - D_V| per pair (full model, first pairs of each test set)", run_profile)
-print("pairs:", len(gaps), "| base gap < detail gap on", int((gaps["base_gap"] < gaps["detail_gap"]).sum()), "of", len(gaps))""", CHECK),
+print("pairs:", len(gaps), "| finite gaps:", bool(gaps[["base_gap", "detail_gap"]].notna().all().all()))""", CHECK),
+    ("code", """print("base gap < detail gap on", int((gaps["base_gap"] < gaps["detail_gap"]).sum()), "of", len(gaps), "pairs")"""),
     ("md", """## Table V — comparison on the test sets
 Ours (`DIDFuse`): every complete full-model training, `sal+cam`, mean ± std over trainings (n stated).
 `TSIFVS`: our `tif` re-implementation run on the same images. Extra rows without a paper value: the authors'
@@ -134,8 +135,9 @@ report.write_table(exp.wide5(table5), out, "table5", caption, run_profile)
 name = "table5"
 """ + VERIFY_CELL + """
 ours = table5[table5["method"].isin(["DIDFuse", "TSIFVS"])].dropna(subset=["ours_mean"])
-print(ours.pivot_table(index=["dataset", "method"], columns="metric", values="ours_mean", sort=False)[exp.METRICS].round(1).to_string())""", CHECK),
-    ("code", """mine = table5[table5["method"].isin(["DIDFuse", "TSIFVS"])]
+print(checks.structure(ours, ["dataset", "method"], "ours_mean"))""", CHECK),
+    ("code", """print(ours.pivot_table(index=["dataset", "method"], columns="metric", values="ours_mean", sort=False)[exp.METRICS].round(2).to_string())
+mine = table5[table5["method"].isin(["DIDFuse", "TSIFVS"])]
 summary = report.fidelity(mine, substitutes)
 report.write_fidelity(out, summary, part="01_didfuse")
 didfuse = table5[(table5["method"] == "DIDFuse")].dropna(subset=["ours_mean", "reported"])
@@ -200,9 +202,10 @@ wide["ours_best"] = best[list(TABLE3_STRATEGIES)].idxmax(axis=1) if len(best) el
 report.write_table(wide.reset_index(), out, "table3", caption + "; ours_best = largest ours per metric", run_profile)
 name = "table3"
 """ + VERIFY_CELL + """
-print(best[list(TABLE3_STRATEGIES)].round(1).to_string())""", CHECK),
+print(checks.structure(table3.dropna(subset=["ours_mean"]), ["method"], "ours_mean"))""", CHECK),
     ("md", "### The paper's claims on our runs"),
-    ("code", """val = best[list(TABLE3_STRATEGIES)]
+    ("code", """print(best[list(TABLE3_STRATEGIES)].round(2).to_string())
+val = best[list(TABLE3_STRATEGIES)]
 claims = []
 for spatial in ("ave", "l1", "sal"):
     for metric in ("SD", "SF", "VIF", "AG"):
@@ -245,8 +248,10 @@ ours = ours[[f"{e}_{side}" for e in exp.ABLATIONS for side in ("ours", "test") i
 report.write_table(ours.reset_index(), out, "table4", caption + " (ours only; reported values in table4_ablation)", run_profile)
 name = "table4"
 """ + VERIFY_CELL + """
-print(counts[["experiment", "paper_ours_larger", "ours_ours_larger", "ours_cells", "n_ours", "n_test"]].to_string(index=False))""", CHECK),
-    ("code", """summary = report.fidelity(table4[table4["metric"] != "n_larger"], substitutes, exp.signs4(table4))
+print(counts[["experiment", "paper_ours_larger", "ours_cells", "n_ours", "n_test"]].to_string(index=False))
+print(checks.structure(table4.dropna(subset=["ours_mean"]), ["method"], "ours_mean"))""", CHECK),
+    ("code", """print(counts[["experiment", "ours_ours_larger"]].to_string(index=False))
+summary = report.fidelity(table4[table4["metric"] != "n_larger"], substitutes, exp.signs4(table4))
 report.write_fidelity(out, summary, part="01b_didfuse_table4_ablation")
 print({k: v for k, v in summary.items() if k != "substitutes"})"""),
 ], parameters=PARAMETERS)
@@ -275,8 +280,10 @@ report.write_table(summary6, out, "fig06_summary",
                    f"Fig. 6 in numbers: our trainings (n per set {n}) vs the paper's DIDFuse value and best competitor", run_profile)
 name = "fig06"
 """ + VERIFY_CELL + """
-print(runs.round(1).to_string(index=False))""", CHECK),
-    ("code", """total, agree = exp.first_place_signs(runs, lines)
+print("trainings per set:", runs.groupby("dataset", sort=False)["seed"].nunique().to_dict())
+print(checks.structure(runs.melt(id_vars=["dataset", "seed"], var_name="metric"), ["dataset"], "value"))""", CHECK),
+    ("code", """print(runs.round(2).to_string(index=False))
+total, agree = exp.first_place_signs(runs, lines)
 summary = report.fidelity(pd.DataFrame(columns=["reported", "ours_mean", "delta_pct"]), substitutes, (total, agree))
 report.write_fidelity(out, summary, part="01c_didfuse_fig6_reproducibility")
 print(f"cells where ours vs best competitor has the paper's sign: {agree}/{total}")"""),

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from fusion_core import data, evaluate, io, report
+from fusion_core import checks, data, evaluate, io, report
 from fusion_core.fuse import fuse_images
 from fusion_core.methods import build_method, method_names
 from fusion_core.papers.res2netfuse import experiment as exp
@@ -69,7 +69,7 @@ fig.tight_layout()
 io.save_figure(fig, out / "fig06_loss_curves.png")
 plt.close(fig)
 for s, history in histories.items():
-    print(f"seed {s}:", len(history), "iterations; final total loss", round(float(history["total"].iloc[-1]), 3))""", CHECK),
+    print(f"seed {s}:", len(history), "iterations; total loss falls:", bool(history["total"].iloc[-1] < history["total"].iloc[0]))""", CHECK),
     ("md", """## Table IV — 20 fused images, ours next to the paper
 Our rows: Res2NetFuse_1 with the l1-norm and the code's soft-max "mean" rule, fused on tno40 01–20. Competitor
 rows are reported numbers only (no fused images or weights are available offline)."""),
@@ -82,9 +82,10 @@ report.write_table(table4, out, "table4_main_comparison",
 if len(verification):
     report.write_table(verification, out, "table4_verification", "Eval profile: re-fused pairs vs committed raw results", run_profile)
     print("re-fused pairs within tolerance:", int(verification["ok"].sum()), "/", len(verification))
-ours = table4.dropna(subset=["ours_mean"]).pivot(index="method", columns="metric", values="ours_mean")
-print(ours[exp.METRICS + exp.EXTRA_METRICS].round(2).to_string())""", CHECK),
-    ("code", """total, agree = exp.strategy_signs(table4, "Res2NetFuse")
+ours = table4.dropna(subset=["ours_mean"])
+print(checks.structure(ours, ["method"], "ours_mean"))""", CHECK),
+    ("code", """print(ours.pivot(index="method", columns="metric", values="ours_mean")[exp.METRICS + exp.EXTRA_METRICS].round(3).to_string())
+total, agree = exp.strategy_signs(table4, "Res2NetFuse")
 summary = report.fidelity(table4[table4["method"].str.startswith("Res2NetFuse/")], exp.SUBSTITUTES, (total, agree))
 report.write_fidelity(out, summary, part="02_res2netfuse")
 print({k: v for k, v in summary.items() if k != "substitutes"})"""),
@@ -154,7 +155,8 @@ if len(verification):
     report.write_table(verification, out, "table2_verification", "Eval profile: re-fused pairs vs committed raw results", run_profile)
     print("re-fused pairs within tolerance:", int(verification["ok"].sum()), "/", len(verification))
 ours = table2.dropna(subset=["ours_mean"]).pivot(index="method", columns="metric", values="ours_mean")
-print(ours[exp.METRICS + exp.EXTRA_METRICS].round(2).to_string())""", CHECK),
+print(checks.structure(table2.dropna(subset=["ours_mean"]), ["method"], "ours_mean"))""", CHECK),
+    ("code", "print(ours[exp.METRICS + exp.EXTRA_METRICS].round(3).to_string())"),
     ("md", "### Does the paper's strategy pattern hold for our models?"),
     ("code", """pattern = {"EN": "l1", "MI": "l1", "Qabf": "l1", "FMI_w": "l1", "SSIM": "mean", "FMI_dct": "mean", "SCD": "mean", "MEF_SSIM": "mean"}
 rows = []
@@ -171,7 +173,7 @@ signs = [exp.strategy_signs(table2, model) for model in exp.MODELS]
 total, agree = sum(s[0] for s in signs), sum(s[1] for s in signs)
 mine = table2[table2["method"].str.startswith("Res2NetFuse")]
 report.write_fidelity(out, report.fidelity(mine, exp.SUBSTITUTES, (total, agree)), part="02a_res2netfuse_table2")
-print(check.groupby("model")["holds"].sum().to_dict())""", CHECK),
+print(check.groupby("model")["holds"].sum().to_dict())"""),
 ], parameters=PARAMS)
 
 build("notebooks/02b_res2netfuse_table3.ipynb", [
@@ -194,7 +196,8 @@ report.write_table(table3, out, "table3_reconstruction",
 if len(verification):
     print("re-computed images within tolerance:", int(verification["ok"].sum()), "/", len(verification))
 ours = table3.dropna(subset=["ours_mean"]).pivot(index="method", columns="metric", values="ours_mean")
-print(ours.round(3).to_string())""", CHECK),
+print(checks.structure(table3.dropna(subset=["ours_mean"]), ["method"], "ours_mean"))""", CHECK),
+    ("code", "print(ours.round(3).to_string())"),
     ("md", """### Extra (ours, not in the paper): the same reconstructions without the min–max stretch
 The code stretches every output to [0, 254]. Our substitute images do not span the full range (flir_test40 VIS
 starts at grey level 65–78), so the stretch alone moves every pixel; COCO photos usually span 0–255, where it
@@ -204,7 +207,8 @@ the fidelity summary."""),
 extra = plain.groupby("model")[["SSIM", "PSNR", "MSE"]].mean().reset_index()
 report.write_table(extra, out, "table3_reconstruction_clip_round",
                    "Extra (ours, not in paper): Table III reconstructions clipped and rounded instead of min-max stretched", run_profile)
-print(extra.round(3).to_string(index=False))""", CHECK),
+print(checks.structure(extra.melt(id_vars="model", var_name="metric"), ["model"], "value"))""", CHECK),
+    ("code", "print(extra.round(3).to_string(index=False))"),
     ("code", """# Sign cells: the many-image model reconstructs better than the single-image one (SSIM, PSNR up; MSE down).
 flipped = table3.copy()
 flipped.loc[flipped["metric"] == "MSE", ["reported", "ours_mean"]] *= -1
