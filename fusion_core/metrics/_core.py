@@ -68,8 +68,10 @@ def check_planes(*planes: torch.Tensor) -> None:
 
 def rgb2gray(rgb: torch.Tensor, rounded: bool) -> torch.Tensor:
     """MATLAB ``rgb2gray`` on N×3×H×W grey levels; ``rounded`` = the uint8 path (round half away from 0)."""
-    c = torch.tensor(MATLAB_RGB2GRAY, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
-    grey = (rgb * c).sum(dim=1, keepdim=True)
+    # written out left to right (separate, correctly rounded products and sums, no reduction kernel whose order
+    # depends on the CPU's vector width), so the rounding of x.5 cases is the same on every CPU
+    r, g, b = rgb.unbind(dim=1)
+    grey = (r * MATLAB_RGB2GRAY[0] + g * MATLAB_RGB2GRAY[1] + b * MATLAB_RGB2GRAY[2]).unsqueeze(1)
     return torch.floor(grey + 0.5).clamp(0, 255) if rounded else grey
 
 

@@ -72,26 +72,56 @@ VIFB = _conv(
 
 TANG = _conv(
     "tang",
-    "Tang et al.'s MATLAB set (SeAFusion/PIAFusion Evaluation/analysis_Reference.m, easy=1), used by many "
-    "recent IVIF papers; grey uint8 images, some metrics on im2double [0, 1] images.",
+    "Tang's toolbox (Linfeng-Tang/Evaluation-for-Image-Fusion, Evaluation/analysis_Reference.m; easy = 1 for the "
+    "default set, easy = 0 for Nabf, SSIM, MS_SSIM and the FMIs), used by many recent IVIF papers: uint8 grey "
+    "images; EN and MI on uint8, every other metric on im2double(·)·255 = grey levels as double. Checked against "
+    "the toolbox's own .m files run in GNU Octave (tests/data/tang_toolbox_octave.csv).",
+    {
+        "EN": Column("EN"),
+        "SD": Column("SD"),
+        "SF": Column("SF", {"normalise": "count"}),
+        "AG": Column("AG", {"mode": "matlab"}),
+        "MI": Column("MI", {"log_base": 2.0, "reduce": "sum", "uint8_index": True}),
+        "VIF": Column("VIF", {"kind": "vifp", "reduce": "sum", "noise_var": 2.0}),
+        "SCD": Column("SCD"),
+        "CC": Column("CC", {"reduce": "mean", "tang_mean_bug": True}),
+        "Qabf": Column("Qabf", {"equal_quirk": True}),
+        "PSNR": Column("PSNR", {"value_scale": U8, "peak": 255.0}),
+        "MSE": Column("MSE", {"value_scale": U8}),
+        # easy = 0: SSIM is MATLAB ssim on double grey levels (DynamicRange 1 for double), averaged over F–IR
+        # and F–VIS; MS_SSIM the 3-level analysis_ms_ssim.m (MEF-SSIM); Nabf with the toolbox's argument order;
+        # FMI_pixel is analysis_fmi's default feature, a binary Sobel edge map
+        "SSIM": Column("SSIM", {"reduce": "mean", "shape": "same", "boundary": "replicate", "data_range": 1.0}),
+        "MS_SSIM": Column("MEF_SSIM", {"levels": 3}),
+        "Nabf": Column("Nabf", {"value_scale": 1.0, "tang_argument_order": True}),
+        "FMI_pixel": Column("FMI_pixel", {"feature": "edge", "value_scale": 1.0}),
+        "FMI_dct": Column("FMI_dct", {"value_scale": 1.0}),
+        "FMI_w": Column("FMI_w", {"value_scale": 1.0}),
+    },
+    default=("EN", "SD", "SF", "AG", "MI", "VIF", "SCD", "CC", "Qabf", "PSNR", "MSE"),
+)
+
+SEAFUSION = _conv(
+    "seafusion",
+    "The older copy of Tang's code in Linfeng-Tang/SeAFusion (Evaluation/analysis_Reference.m), which feeds uint8 "
+    "images to SD and VIF and im2double [0, 1] images to SF, Qabf, Nabf and the FMIs, and reports MEF-SSIM as SSIM. "
+    "Read from the code, not run.",
     {
         "EN": Column("EN"),
         "SD": Column("SD", {"uint8_saturation": True}),
         "SF": Column("SF", {"value_scale": U8, "normalise": "count"}),
         "AG": Column("AG", {"mode": "matlab"}),
-        "MI": Column("MI", {"log_base": 2.0, "reduce": "sum"}),
-        "VIF": Column("VIF", {"kind": "vifp", "reduce": "sum", "noise_var": 2.0}),
+        "MI": Column("MI", {"log_base": 2.0, "reduce": "sum", "uint8_index": True}),
+        "VIF": Column("VIF", {"kind": "vifp", "reduce": "sum", "noise_var": 2.0, "uint8_products": True}),
         "SCD": Column("SCD"),
         "CC": Column("CC", {"reduce": "mean", "tang_mean_bug": True}),
         "Qabf": Column("Qabf", {"value_scale": U8, "equal_quirk": True}),
         "PSNR": Column("PSNR", {"value_scale": U8, "peak": 255.0}),
         "MSE": Column("MSE", {"value_scale": U8}),
-        # Tang's SSIM column is mef_ssim.m (single-scale MEF-SSIM of F against [IR, VIS]), his MS_SSIM the
-        # 3-level analysis_ms_ssim.m; both computed only with easy = 0, like Nabf and the FMIs
         "SSIM": Column("MEF_SSIM", {"levels": 1}),
         "MS_SSIM": Column("MEF_SSIM", {"levels": 3}),
         "Nabf": Column("Nabf", {"value_scale": U8}),
-        "FMI_pixel": Column("FMI_pixel"),
+        "FMI_pixel": Column("FMI_pixel", {"feature": "edge"}),
         "FMI_dct": Column("FMI_dct"),
         "FMI_w": Column("FMI_w"),
     },
@@ -178,7 +208,7 @@ SAVF = _conv(
     },
 )
 
-CONVENTIONS: dict[str, Convention] = {c.name: c for c in (VIFB, TANG, LI, DIDFUSE, MSFAM, AMFE, SAVF)}
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in (VIFB, TANG, SEAFUSION, LI, DIDFUSE, MSFAM, AMFE, SAVF)}
 # paper aliases: the convention each paper's tables used
 ALIASES: dict[str, str] = {"res2netfuse": "li", "densefuse": "li", "nestfuse": "li"}
 # VIFB's file suffixes (metrics_single/<pair>_<method>_<suffix>.txt) → our column names
