@@ -8,7 +8,7 @@ NB      ?=
 VERIFY  ?= sample
 PARAMS  ?=
 
-.PHONY: env reproduce test unit nbval verify notebook bench clean-quick
+.PHONY: env reproduce test unit nbval test-portable verify notebook bench clean-quick
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=python3.11)")'
@@ -32,6 +32,13 @@ unit: env
 
 nbval: env
 	FUSION_PROFILE=quick $(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks/
+
+## make test-portable [LEVELS=native,avx,sse] [REFUSE=didfuse,res2netfuse]: the tests under emulated CPU levels
+## (run before submitting whenever numerics, goldens or nbval-guarded outputs change; CONTRIBUTING)
+LEVELS ?= native,avx,sse
+REFUSE ?=
+test-portable: env
+	$(PY) tools/portability.py --levels $(LEVELS) $(if $(REFUSE),--refuse $(REFUSE))
 
 ## make verify: every file in results/MANIFEST.csv exists with its recorded sha256
 verify: env
