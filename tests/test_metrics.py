@@ -355,9 +355,11 @@ def test_cpbd_and_jnb_rank_a_blurred_copy_below_the_sharp_image():
 # Every column of every convention on a 96×112 crop of VIFB's manWalking (grey IR, colour VIS) fused by CNN
 # (FMI, slow, on a 40×48 crop; msfam's MS-SSIM needs > 160 px). First computed before the speed work (scipy
 # filters, out-of-place arithmetic); moved since then only by issue 11:
-# - Qabf of li/seafusion (0.56765 → 0.55359): ties g_A == g_F are decided on exact grey-level Sobel responses
-#   (38 IR–F and 854 VIS–F ties on this crop; the [0, 1]-scale filter found 5 and 204 here, another number
-#   on another CPU); Nabf of li/seafusion (0.15917 → 0.14725): g_F > g_S decided exactly (equal strengths
+# - Qabf of li/seafusion (0.567647 → 0.569168, GNU Octave's value of the toolbox code): the tie test g_A == g_F
+#   compares doubles, which on [0, 1] inputs depend on the Sobel's summation order; OpenCV chose it by CPU
+#   features (0.567647 on Intel CI, 0.567662 on an AMD EPYC). The responses are now summed in Octave's conv2
+#   order and square-rooted with IEEE sqrt (torch's differs in the last bit on ~1 % of inputs);
+#   Nabf of li/seafusion (0.15917 → 0.14725): g_F > g_S decided exactly (equal strengths
 #   are no longer artefacts by rounding noise);
 # - tang now follows Linfeng-Tang/Evaluation-for-Image-Fusion (grey levels as double; checked in Octave):
 #   SD, SF, Qabf (value_scale 1), MI (Hab.m's uint8 index saturation, also seafusion), SSIM (MATLAB ssim,
@@ -367,7 +369,7 @@ def test_cpbd_and_jnb_rank_a_blurred_copy_below_the_sharp_image():
 # ATEN_CPU_CAPABILITY=default with OPENCV_CPU_DISABLE=AVX2,FMA3,AVX,POPCNT,SSSE3) the largest difference of
 # any column is 1.3e-14 (VIFp, its flat-region terms follow the filter's summation order), 5.2e-15 (tang SSIM),
 # every other column ≤ 4e-16 and Qabf, Nabf, MI, EN, FMI bit-identical; 1e-12 is ~75× that, and 1e-6 below the
-# smallest change the guard must catch (the [0, 1]-scale tie decision moves li Qabf by 2.5e-2, tang MI's
+# smallest change the guard must catch (another summation order moves li Qabf by ≥ 3e-5 here, tang MI's
 # saturation 2.8e-3).
 BEFORE_SPEEDUP_CROP = (slice(80, 176), slice(100, 212))
 BEFORE_SPEEDUP_REL = 1e-12
@@ -384,7 +386,7 @@ BEFORE_SPEEDUP = {
         "SSIM": 0.47319603129852605, "MS_SSIM": 0.908717079191843, "Nabf": 0.02181211010056179},
     "li": {
         "EN": 7.347582570628217, "MI": 14.695165141256433, "MI_correct": 4.627091292491121,
-        "Qabf": 0.5535906916475498, "SCD": 1.8057545238181194, "SSIM": 0.6340488139121282,
+        "Qabf": 0.5691678110191292, "SCD": 1.8057545238181194, "SSIM": 0.6340488139121282,
         "MEF_SSIM": 0.908717079191843, "Nabf": 0.14724541316497697},
     "didfuse": {
         "EN": 7.347582570628217, "SD": 45.866511167818025, "SF": 20.430875309751638, "VIF": 0.5246926767260228,
@@ -403,7 +405,7 @@ BEFORE_SPEEDUP = {
     "seafusion": {
         "EN": 7.347582570628217, "SD": 10.590867795169663, "SF": 0.08052618355090388, "AG": 6.889487549229594,
         "MI": 4.6398625352791, "VIF": 0.6058619725347465, "SCD": 1.8057545238181194, "CC": 0.6224946082647611,
-        "Qabf": 0.5535906916475498, "PSNR": 61.86488574278364, "MSE": 0.04232449515754014,
+        "Qabf": 0.5691678110191292, "PSNR": 61.86488574278364, "MSE": 0.04232449515754014,
         "SSIM": 0.9323907217622565, "MS_SSIM": 0.908717079191843, "Nabf": 0.14724541316497697},
 }
 BEFORE_SPEEDUP_FMI_CROP = (slice(100, 140), slice(130, 178))
@@ -446,44 +448,75 @@ def test_torch_filters_used_off_the_cpu_give_the_same_values(monkeypatch):
             convention
 
 
-def _reference_qabf(f, a, b, value_scale, ties=True):
-    """Qabf written from analysis_Qabf.m with exact integer Sobel responses (numpy int64): the toolbox's definition
-    in exact arithmetic. ``ties=False`` keeps only the 0 = 0 ties, like an inexact computation that loses the others."""
-    from scipy.signal import convolve2d
+def _reference_qabf(f, a, b, value_scale, order=None):
+    """Qabf written from analysis_Qabf.m in NumPy: Sobel by ``conv2(x, h, 'same')`` summed in ``order`` (kernel
+    (row, col) pairs; default GNU Octave's: columns last to first, rows top to bottom), IEEE sqrt."""
+    order = order or [(r, c) for c in (2, 1, 0) for r in range(3)]
+    kernels = (np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]), np.array([[1.0, 2, 1], [0, 0, 0], [-1, -2, -1]]))
 
-    h1 = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]])
-    sob = [(convolve2d(x, np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]), "same"), convolve2d(x, h1, "same"))
-           for x in (f, a, b)]
-    g2 = [sx * sx + sy * sy for sx, sy in sob]  # exact integers
-    ang = [np.where(sx == 0, np.pi / 2, np.arctan(sy / np.where(sx == 0, 1, sx))) for sx, sy in sob]
-    num = den = 0.0
-    for s in (1, 2):
-        gs, gf = np.sqrt(g2[s]), np.sqrt(g2[0])
-        tie = (g2[s] == g2[0]) & (ties | (g2[0] == 0))
+    def conv2_same(x, h):
+        m, n = x.shape
+        padded, full = np.pad(x, 2), np.zeros((m + 2, n + 2))
+        for r, c in order:
+            if h[r, c]:
+                full += h[r, c] * padded[2 - r:m + 4 - r, 2 - c:n + 4 - c]
+        return full[1:m + 1, 1:n + 1]
+
+    def strength_angle(x):
+        sx, sy = (conv2_same(x * value_scale if value_scale >= 1 else x / 255.0, h) for h in kernels)
         with np.errstate(invalid="ignore", divide="ignore"):
-            G = np.where(tie, gf * value_scale, np.minimum(gs, gf) / np.maximum(gs, gf))
-        A = 1 - np.abs(ang[s] - ang[0]) / (np.pi / 2)
+            return np.sqrt(sx * sx + sy * sy), np.where(sx == 0, np.pi / 2, np.arctan(sy / sx))
+
+    (gf, af), *sources = (strength_angle(x.astype(float)) for x in (f, a, b))
+    num = den = 0.0
+    for gs, as_ in sources:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            G = np.where(gs == gf, gf, np.minimum(gs, gf) / np.maximum(gs, gf))
+        A = 1 - np.abs(as_ - af) / (np.pi / 2)
         q = TG / (1 + np.exp(KG * (G - DG))) * TA / (1 + np.exp(KA * (A - DA)))
         num, den = num + (q * gs).sum(), den + gs.sum()
     return num / den
 
 
-def test_qabf_decides_ties_exactly_and_the_guard_sees_a_lost_tie():
-    fused, ir, vis = _before_speedup_crop()
+def _levels(x):
+    """The conventions' input: 8-bit levels, MATLAB rgb2gray for colour."""
     from fusion_core.metrics._core import rgb2gray
 
-    def levels(x):  # the convention's input: 8-bit levels, MATLAB rgb2gray for colour
-        t = torch.tensor(np.round(np.asarray(x, dtype=float) * 255))
-        t = rgb2gray(t.permute(2, 0, 1)[None], rounded=True)[0, 0] if t.dim() == 3 else t
-        return t.numpy().astype(np.int64)
+    t = torch.tensor(np.round(np.asarray(x, dtype=float) * 255))
+    t = rgb2gray(t.permute(2, 0, 1)[None], rounded=True)[0, 0] if t.dim() == 3 else t
+    return t.numpy().astype(np.int64)
 
-    f, a, b = (levels(x) for x in (fused, ir, vis))
-    for convention, value_scale in (("li", 1 / 255), ("tang", 1.0)):
+
+def test_qabf_ties_follow_the_toolbox_code_summed_in_octaves_order_and_a_guard_sees_another_order():
+    fused, ir, vis = _before_speedup_crop()
+    f, a, b = (_levels(x) for x in (fused, ir, vis))
+    for convention, value_scale in (("li", 1 / 255), ("tang", 1.0)):  # vifb scores colour per channel
         ours = _values(fused, ir, vis, ["Qabf"], convention)["Qabf"]
         assert ours == pytest.approx(_reference_qabf(f, a, b, value_scale), rel=1e-12), convention
-    # what an inexact [0, 1] computation does when it loses ties: far outside the regression tolerance
-    lost = _reference_qabf(f, a, b, 1 / 255, ties=False)
-    assert abs(lost - BEFORE_SPEEDUP["li"]["Qabf"]) > 1e3 * BEFORE_SPEEDUP_REL * BEFORE_SPEEDUP["li"]["Qabf"]
+    # on grey levels the sums are integers: any order gives the same ties; on [0, 1] another order moves li Qabf
+    row_major = [(r, c) for r in range(3) for c in range(3)]
+    assert _reference_qabf(f, a, b, 1.0, row_major) == _reference_qabf(f, a, b, 1.0)
+    other = _reference_qabf(f, a, b, 1 / 255, row_major)
+    assert abs(other - BEFORE_SPEEDUP["li"]["Qabf"]) > 1e4 * BEFORE_SPEEDUP_REL * BEFORE_SPEEDUP["li"]["Qabf"]
+
+
+def test_qabf_on_unit_range_images_is_octaves_value_of_the_toolbox_code():
+    root, _ = _vifb_root()
+    from fusion_core.metrics._core import rgb2gray
+
+    table = pd.read_csv(Path(__file__).parent / "data" / "qabf_unit_range_octave.csv", comment="#", dtype={"pair": str})
+    for row in table.itertuples():
+        if row.pair == "manWalking":
+            fused, ir, vis = _before_speedup_crop()
+        else:
+            r, c = TANG_OCTAVE_CROPS[row.pair]
+            ir, vis = (rgb2gray(torch.tensor(data.read_array(root / "tno42" / band / f"{row.pair}.png") * 255.0)
+                                .permute(2, 0, 1)[None], rounded=True)[0, 0, r:r + 256, c:c + 256].long()
+                       for band in ("ir", "vis"))
+            fused = (ir + vis + 1) // 2 if row.method == "mean" else torch.maximum(ir, vis)
+            fused, ir, vis = (x.double() / 255 for x in (fused, ir, vis))
+        # largest difference seen: 1.1e-15 (the weighted sums run in another order than Octave's)
+        assert _values(fused, ir, vis, ["Qabf"], "li")["Qabf"] == pytest.approx(row.Qabf, rel=1e-12), row.pair
 
 
 # --------------------------------------------------------------------------- Tang's toolbox, run in Octave

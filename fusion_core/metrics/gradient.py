@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-from ._core import convolve, metric, row_strips, scaled
+from ._core import metric, row_strips
 
 # conv2 kernels of the public Qabf code: h3 responds to x, h1 to y
 _SOBEL_Y = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]], dtype=torch.float64)
@@ -17,16 +18,53 @@ TG, KG, DG = 0.9994, -15.0, 0.5
 TA, KA, DA = 0.9879, -22.0, 0.8
 
 
-def sobel_xy(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sobel responses (Sx, Sy) of the public Qabf code: ``conv2(x, h, 'same')``."""
-    return convolve(x, _SOBEL_X, "same", "zero"), convolve(x, _SOBEL_Y, "same", "zero")
+def _conv2_same_in_order(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``conv2(x, kernel, 'same')`` summed term by term in GNU Octave's order, bit for bit on every CPU.
+
+    Octave's ``conv2`` (``dconv2o``) accumulates ``c(i+k-1, j+l-1) += b(k, l)·a(i, j)`` over the columns of
+    ``a``, then the kernel's columns and rows, so each output receives its terms kernel column last-to-first,
+    rows top-to-bottom. Every step here is one IEEE operation on whole planes (a product by ±1 or ±2 is exact,
+    then one rounded addition), with no reduction whose order a library could choose: the result is the same
+    on every CPU and equals Octave's (checked to 9e-16 on seven images). MATLAB's own order is not public.
+    """
+    kh, kw = kernel.shape
+    h, w = x.shape[-2:]
+    padded = torch.nn.functional.pad(x, (kw - 1, kw - 1, kh - 1, kh - 1))
+    top, left = (kh - 1) // 2, (kw - 1) // 2  # where 'same' starts inside 'full'
+    out = torch.zeros_like(x)
+    for col in reversed(range(kw)):
+        for row in range(kh):
+            weight = float(kernel[row, col])
+            if weight:
+                r0, c0 = kh - 1 - row + top, kw - 1 - col + left
+                out.add_(padded[..., r0:r0 + h, c0:c0 + w], alpha=weight)
+    return out
+
+
+def to_toolbox_units(x: torch.Tensor, value_scale: float) -> torch.Tensor:
+    """Grey levels in the toolbox's units: ``im2double`` divides by 255 (not a product with 1/255, which rounds
+    differently), VIFB multiplies by 255; 1 returns ``x`` itself."""
+    if value_scale == 1:
+        return x
+    divisor = round(1.0 / value_scale)
+    return x / divisor if value_scale < 1 and abs(divisor * value_scale - 1) < 1e-12 else x * value_scale
 
 
 def strength_orientation(sx: torch.Tensor, sy: torch.Tensor):
     """Sobel strength g = sqrt(Sx² + Sy²) and orientation atan(Sy/Sx) (π/2 where Sx = 0); consumes sx, sy."""
     alpha = torch.atan(sy / sx).masked_fill_(sx == 0, math.pi / 2)
-    g = sx.square_().add_(sy.square_()).sqrt_()
-    return g, alpha
+    return _ieee_sqrt_(sx.square_().add_(sy.square_())), alpha
+
+
+def _ieee_sqrt_(x: torch.Tensor) -> torch.Tensor:
+    """Correctly rounded square root, in place. The tie test compares square roots, and torch's vectorised
+    float64 ``sqrt`` on the CPU differs from IEEE ``sqrt`` in the last bit on ~1 % of inputs (measured: 1250
+    of 10⁵), so equal ties would depend on the library; NumPy's is the hardware's IEEE operation, as in
+    MATLAB and Octave. CUDA's float64 ``sqrt`` is IEEE too."""
+    if x.device.type == "cpu":
+        np.sqrt(x.numpy(), out=x.numpy())
+        return x
+    return x.sqrt_()
 
 
 def _sigmoid_weight(x: torch.Tensor, gamma: float, kappa: float, sigma: float) -> torch.Tensor:
@@ -34,18 +72,14 @@ def _sigmoid_weight(x: torch.Tensor, gamma: float, kappa: float, sigma: float) -
     return x.sub_(sigma).mul_(kappa).exp_().add_(1.0).reciprocal_().mul_(gamma)
 
 
-def edge_preservation(g_s, a_s, g_f, a_f, equal_quirk: bool, value_scale: float = 1.0):
+def edge_preservation(g_s, a_s, g_f, a_f, equal_quirk: bool):
     """Q^{SF} map: sigmoid-weighted relative strength and orientation preservation.
 
-    G = min(g_S, g_F)/max(g_S, g_F), the quotients of the published code; where g_S = g_F it is
-    g_F·``value_scale`` under ``equal_quirk`` (the widespread MATLAB code: g_F in the units the toolbox feeds
-    it) and 1 otherwise. The strengths come in grey-level units, so the tie test is exact (see :func:`qabf`)."""
+    G = min(g_S, g_F)/max(g_S, g_F), the quotients of the published code; where g_S = g_F it is g_F under
+    ``equal_quirk`` (the widespread MATLAB code, in the units the toolbox feeds it) and 1 otherwise."""
     low, high = torch.minimum(g_s, g_f), torch.maximum(g_s, g_f)
     if equal_quirk:
-        tie = g_s == g_f
-        G = low.div_(high.masked_fill_(tie, 1.0))  # min/1 = g_F there
-        if value_scale != 1:
-            G = torch.where(tie, G * value_scale, G)
+        G = low.div_(high.masked_fill_(g_s == g_f, 1.0))  # min/1 = g_F there
     else:
         G = torch.nan_to_num_(low.div_(high), nan=1.0)  # only 0/0 is undefined
     A = (a_s - a_f).abs_().div_(math.pi / 2).neg_().add_(1.0)
@@ -62,20 +96,23 @@ def qabf(fused, ir, vis, value_scale: float = 1.0, equal_quirk: bool = True, wei
     ``value_scale`` is the factor from grey levels to the toolbox's units (VIFB ×255, Li's code 1/255),
     which only that quirk sees.
 
-    Ties are decided in exact arithmetic: the Sobel responses and g² = Sx² + Sy² of 8-bit grey levels are
-    integers, exact whatever the filter's summation order, so g_A == g_F is the toolbox's definition evaluated
-    exactly. G = min/max and α are scale-invariant and the weights cancel in the ratio (both sums scale by
-    value_scale^L), so only the quirk's G = g_F·value_scale at ties uses ``value_scale``. On the [0, 1] scale
-    MATLAB's own double arithmetic finds a machine-dependent subset of the ties (measured on the regression crop:
-    38 IR–F and 854 VIS–F ties exactly, 5 and 204 by an AVX2/FMA OpenCV filter on [0, 1] values).
+    The tie test g_A == g_F is an exact comparison of computed doubles, so its outcome depends on how the
+    Sobel sums were rounded. On grey levels (``value_scale`` 1 or 255) they are integers and exact in any order;
+    on im2double's [0, 1] (Li's code) they are not, and a filter that picks its summation order by CPU
+    features (OpenCV's SIMD dispatch, FMA) found 5 IR–F and 204 VIS–F of the 38 and 854 exact ties on the
+    regression crop — the value moved by 2.7e-5 between two CPUs. The responses are therefore summed in
+    GNU Octave's ``conv2`` order (:func:`_conv2_same_in_order`): the same ties on every CPU, and Octave's value
+    bit for bit (≤ 9e-16 on seven images). Deciding every exact tie instead would move Li's Qabf 2.7 % away from
+    Octave on that crop: the toolbox, evaluated in floating point, does not see most of them.
     """
-    sobel = [sobel_xy(x) for x in (fused, ir, vis)]
+    sobel = [(_conv2_same_in_order(x, _SOBEL_X), _conv2_same_in_order(x, _SOBEL_Y))
+             for x in (to_toolbox_units(p, value_scale) for p in (fused, ir, vis))]
     num = den = torch.zeros(fused.shape[0], dtype=fused.dtype, device=fused.device)
     for rows in row_strips(fused):
         (g_f, a_f), (g_a, a_a), (g_b, a_b) = (strength_orientation(sx[..., rows, :], sy[..., rows, :])
                                               for sx, sy in sobel)
-        q_af = edge_preservation(g_a, a_a, g_f, a_f, equal_quirk, value_scale)
-        q_bf = edge_preservation(g_b, a_b, g_f, a_f, equal_quirk, value_scale)
+        q_af = edge_preservation(g_a, a_a, g_f, a_f, equal_quirk)
+        q_bf = edge_preservation(g_b, a_b, g_f, a_f, equal_quirk)
         w_a, w_b = (g if weight_exponent == 1 else g ** weight_exponent for g in (g_a, g_b))
         num = num + q_af.mul_(w_a).add_(q_bf.mul_(w_b)).sum(dim=(-2, -1))
         den = den + (w_a + w_b).sum(dim=(-2, -1))
