@@ -29,3 +29,14 @@ def test_an_unknown_level_is_one_clear_error(capsys):
     with pytest.raises(SystemExit) as stop:
         portability.main(["--levels", "avx9000", "--only", "none"])
     assert stop.value.code == 2 and "avx9000" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("level", [name for name, env in portability.LEVELS.items() if env])
+def test_each_level_really_switches_opencv_off_its_vector_paths(level):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", "import cv2; print(cv2.getCPUFeaturesLine())"],
+                         env=portability.level_env(level), capture_output=True, text=True, check=True)
+    assert "unknown CPU feature" not in run.stderr  # a misspelt name is ignored by OpenCV with only a warning
+    assert "AVX2?" in run.stdout or "AVX2" not in run.stdout  # '?' marks a disabled dispatch target
