@@ -120,13 +120,24 @@ def qabf(fused, ir, vis, value_scale: float = 1.0, equal_quirk: bool = True, wei
 
 
 def _sobel_kumar(x: torch.Tensor):
-    """Kumar's ``sobel_fn``: Sobel/8 correlation on the mirror-extended image (edge pixel not repeated)."""
+    """Kumar's ``sobel_fn``: Sobel/8 on the mirror-extended image (edge pixel not repeated), in his order.
+
+    ``sum(sum(patch .* k))``: each product by ±1/8 or ±2/8 is exact, then every column of the 3×3 products is
+    summed top to bottom and the three column sums left to right. Written as whole-plane IEEE additions in that
+    order, so the equality and order tests on g see the toolbox's doubles on every CPU. Returns (g_v, g_h)."""
     xp = torch.cat([x[..., 1:2, :], x, x[..., -2:-1, :]], dim=-2)
     xp = torch.cat([xp[..., :, 1:2], xp, xp[..., :, -2:-1]], dim=-1)
-    v = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=torch.float64) / 8
-    from ._core import correlate
+    h, w = x.shape[-2:]
+    v = [[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]
 
-    return correlate(xp, v.t(), "valid"), correlate(xp, v, "valid")  # (g_v, g_h)
+    def response(k):
+        columns = []
+        for c in range(3):
+            terms = [xp[..., r:r + h, c:c + w] * (k[r][c] / 8) for r in range(3)]
+            columns.append(terms[0].add_(terms[1]).add_(terms[2]))
+        return columns[0].add_(columns[1]).add_(columns[2])
+
+    return response(v), response([list(row) for row in zip(*v)])  # (g_v, g_h)
 
 
 @metric("Nabf", "lower", needs_sources=True)
@@ -143,8 +154,9 @@ def nabf(fused, ir, vis, value_scale: float = 1.0 / 255.0, tang_argument_order: 
     ``tang_argument_order``: that toolbox's ``analysis_Reference.m`` calls ``analysis_nabf(IR, VIS, F)`` while the
     function's signature is ``(fused, source1, source2)``, so the IR image plays the fused image and F a source.
 
-    Every comparison (g = 0, g_S > g_F, g_F > g_S, g ≥ T_d) is decided on the grey-level Sobel/8 responses,
-    which are exact dyadic numbers, so the decisions are the definition's in exact arithmetic on every CPU.
+    The tests g = 0, g_S > g_F and g_F > g_A, g_B compare computed doubles; the responses are summed in the
+    toolbox's order (:func:`_sobel_kumar`) and square-rooted with IEEE ``sqrt``, so they decide as GNU Octave
+    does on every CPU (deciding them in exact arithmetic instead moved Li-convention Nabf 6 % away from Octave).
     """
     if tang_argument_order:
         fused, ir, vis = ir, vis, fused
@@ -152,27 +164,26 @@ def nabf(fused, ir, vis, value_scale: float = 1.0 / 255.0, tang_argument_order: 
     nrg, kg, sg, nra, ka, sa = 0.9999, 19.0, 0.5, 0.9995, 22.0, 0.5
 
     def strength_angle(x):
-        gv, gh = _sobel_kumar(x)
-        g2 = gh * gh + gv * gv
+        gv, gh = _sobel_kumar(to_toolbox_units(x, value_scale))
         both0 = (gv == 0) & (gh == 0)
-        ang = torch.where(both0, torch.zeros_like(g2), torch.atan(gv / torch.where(both0, torch.ones_like(gh), gh)))
-        return torch.sqrt(g2), g2, ang
+        ang = torch.where(both0, torch.zeros_like(gv), torch.atan(gv / torch.where(both0, torch.ones_like(gh), gh)))
+        return _ieee_sqrt_(gh * gh + gv * gv), ang
 
-    g_f, _, a_f = strength_angle(fused)
-    wsum, weights, qs = 0.0, [], []
+    g_f, a_f = strength_angle(fused)
+    wsum, strengths, qs, ws = 0.0, [], [], []
     for src in (ir, vis):
-        g_s, g2_s, a_s = strength_angle(src)
+        g_s, a_s = strength_angle(src)
         zero = (g_s == 0) | (g_f == 0)
         ratio = torch.where(g_s > g_f, g_f / torch.where(zero, torch.ones_like(g_s), g_s),
                             g_s / torch.where(zero, torch.ones_like(g_f), g_f))
         g_rel = torch.where(zero, torch.zeros_like(ratio), ratio)
         a_rel = torch.abs(torch.abs(a_s - a_f) - math.pi / 2) * 2 / math.pi
         q = torch.sqrt(nrg / (1 + torch.exp(-kg * (g_rel - sg))) * nra / (1 + torch.exp(-ka * (a_rel - sa))))
-        strong = g2_s >= (td / value_scale) ** 2  # g·s ≥ T_d on the exact squared grey-level strength
-        w = torch.where(strong, (g_s * value_scale) ** lg, torch.full_like(g_s, wt_min))
-        weights.append((g_s, w))
+        w = torch.where(g_s >= td, g_s ** lg, torch.full_like(g_s, wt_min))
+        strengths.append(g_s)
         qs.append(q)
+        ws.append(w)
         wsum = wsum + w
-    artefact = (g_f > weights[0][0]) & (g_f > weights[1][0])
-    out_num = ((1 - qs[0]) * weights[0][1] + (1 - qs[1]) * weights[1][1]) * artefact
+    artefact = (g_f > strengths[0]) & (g_f > strengths[1])
+    out_num = ((1 - qs[0]) * ws[0] + (1 - qs[1]) * ws[1]) * artefact
     return out_num.sum(dim=(-2, -1)) / wsum.sum(dim=(-2, -1))
