@@ -53,3 +53,22 @@ bench: env
 
 clean-quick:
 	rm -rf build/quick
+
+## GPU campaign (fusion_core/campaign.py). Here, once: make gpu-wheels gpu-data (into .carry/, ignored; it travels
+## with the tree when a device call carries .carry). There: make gpu-campaign OUT=/path/to/out (python3, no venv).
+GPU_WHEELS := kornia==0.9.0 kornia_rs==0.2.0 pytorch-msssim==1.0.0 PyWavelets==1.9.0 dask==2026.8.0 \
+              distributed==2026.8.0 partd==1.4.2 locket==1.0.0 tblib==3.2.2 zict==3.0.0 tornado==6.6.1
+GPU_PY  ?= 3.12
+.PHONY: gpu-wheels gpu-data gpu-campaign
+
+gpu-wheels: env
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PY) --implementation cp \
+	    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	    --platform any -d .carry/wheels $(GPU_WHEELS)
+	$(PY) -m pip wheel --quiet --no-deps -w .carry/wheels dtcwt==0.13.0   # sdist only: built here (pure Python)
+
+gpu-data: env
+	$(PY) -m fusion_core.campaign --carry-data
+
+gpu-campaign:
+	$(or $(CAMPAIGN_PYTHON),python3) -m fusion_core.campaign $(or $(OUT),$(error give OUT=folder for the archives))

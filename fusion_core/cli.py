@@ -115,10 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="check results/MANIFEST.csv against the files on disk")
     p.set_defaults(func=cmd_verify)
+
+    sub.add_parser("sweep", help="seeds × variants of a command, or a notebook's parameter grid, on Dask "
+                                 "(options: python -m fusion_core sweep -h)")
     return parser
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sweep"]:  # its own parser: everything after "--" is the job's command
+        from . import sweep
+
+        return sweep.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

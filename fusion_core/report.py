@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -25,11 +26,21 @@ FIDELITY_KEYS = ("cells", "within_5pct", "sign_total", "sign_agree", "substitute
 
 
 def results_dir(paper: str, profile: str) -> Path:
-    """``results/<paper>/`` for the eval and full profiles; ``build/quick/<paper>/`` for quick runs."""
+    """``results/<paper>/`` for the eval and full profiles; ``build/quick/<paper>/`` for quick runs.
+
+    Called from a notebook whose parameters differ from its ``parameters`` cell: ``build/params/<profile>/
+    <paper>/<parameters>/`` instead (the canonical folder is written only by the canonical parameters),
+    and a bad parameter value stops with one :class:`fusion_core.params.ParameterError`.
+    """
     if profile not in {"quick", "eval", "full"}:
         raise ValueError(f"unknown profile '{profile}' (quick, eval, full)")
     base = REPO_ROOT / "build" / "quick" if profile == "quick" else RESULTS_ROOT
     path = base / paper
+    # A notebook passes its variables implicitly: non-default parameters get their own folder (fusion_core.params).
+    from .params import redirect
+
+    caller = sys._getframe(1).f_globals
+    path = redirect(paper, profile, path, caller if caller.get("__name__") == "__main__" else None)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -369,6 +369,8 @@ def train(
         start_epoch, seconds_before = saved["epoch"], float(saved.get("seconds", 0.0))
         if log and start_epoch < config.epochs:
             log(f"resuming {state_file} at epoch {start_epoch + 1}/{config.epochs}")
+        if start_epoch >= config.epochs:  # finished: return at once (the data set is not touched)
+            return pd.DataFrame(history)
     else:
         seed_everything(config.seed)
 

@@ -103,10 +103,6 @@ def train_didfuse(profile: str = "quick", seed: int = 0, out: str | Path = "chec
     settings = replace(base, epochs=epochs if epochs is not None else base.epochs,
                        batch_size=batch_size or base.batch_size, crop=crop or base.crop,
                        max_pairs=max_pairs if max_pairs is not None else base.max_pairs)
-    pairs = data.load_split(PAPER, "train")
-    if settings.max_pairs is not None:
-        pairs = pairs[: settings.max_pairs]
-    crops = CropPairs.from_pairs(pairs, crop=settings.crop, mode=crop_mode, progress=progress)
     config = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=1e-3,
                          milestones=milestones(settings.epochs), gamma=0.1, seed=seed, device=device,
                          profile=profile)
@@ -116,6 +112,13 @@ def train_didfuse(profile: str = "quick", seed: int = 0, out: str | Path = "chec
     name = name or (f"didfuse_{profile}" + (f"_{ablation}" if ablation else "") + f"_seed{seed}"
                     + ("" if loss_preset == "paper" else f"_{loss_preset}"))
     checkpoint = Path(out) / f"{name}.pt"
+    if resume and progress_of(checkpoint) == (settings.epochs, settings.epochs):
+        # finished: train() checks the settings and returns at once, without decoding the training images
+        return checkpoint, train(model, loss, None, config, checkpoint=checkpoint, progress=False, log=None)
+    pairs = data.load_split(PAPER, "train")
+    if settings.max_pairs is not None:
+        pairs = pairs[: settings.max_pairs]
+    crops = CropPairs.from_pairs(pairs, crop=settings.crop, mode=crop_mode, progress=progress)
     info = {"split": f"{PAPER}/train", **crops.describe(), "variant": ablation or "full",
             "variant_description": variant.description, "profile_description": settings.description
             if settings == base else f"{base.description}; overridden: {_overrides(base, settings)}"}

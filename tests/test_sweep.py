@@ -1,10 +1,14 @@
-"""Concurrent training sweeps: job grid, statuses, time-budgeted chunks that resume, same numbers as one run."""
+"""Training sweeps on Dask: job grid, statuses, time-budgeted chunks that resume, a killed worker, same numbers as
+direct runs."""
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +16,7 @@ import pytest
 import torch
 
 from fusion_core import data, sweep
+from fusion_core import train as train_module
 from fusion_core.train import INCOMPLETE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,6 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 def _sweep(args, logs, timeout=600):
     return subprocess.run([sys.executable, "-m", "fusion_core.sweep", "--logs", str(logs), *args],
                           capture_output=True, text=True, cwd=REPO, timeout=timeout)
+
+
+def test_the_sweep_knows_the_trainers_resume_exit_code_without_importing_torch():
+    assert sweep.INCOMPLETE == train_module.INCOMPLETE
 
 
 def test_seed_lists_and_ranges_parse():
@@ -59,6 +68,7 @@ def _state(path):
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
+@pytest.mark.slow
 def test_concurrent_time_budgeted_sweep_resumes_to_the_same_weights_as_one_direct_run(tmp_path):
     try:
         data.load_split("didfuse", "train")
@@ -91,3 +101,152 @@ def test_concurrent_time_budgeted_sweep_resumes_to_the_same_weights_as_one_direc
     assert all(torch.equal(chunked[k], whole[k]) for k in whole)
     other_seed = _state(out / "didfuse_quick_exp5_seed0.pt")
     assert not all(torch.equal(other_seed[k], whole[k]) for k in whole)
+
+
+def _direct(out, seed, ablation, epochs):
+    """The same training in this process, one thread (as the sweep's jobs)."""
+    from fusion_core.train_didfuse import train_didfuse
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        checkpoint, _ = train_didfuse("quick", seed, out, epochs=epochs, max_pairs=4, ablation=ablation, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return _state(checkpoint)
+
+
+@pytest.mark.slow
+def test_two_by_two_grid_on_two_workers_survives_a_killed_worker_with_the_weights_of_direct_runs(tmp_path):
+    try:
+        data.load_split("didfuse", "train")
+    except data.DataError as exc:
+        pytest.skip(f"training data missing: {exc}")
+    from distributed import Client
+
+    out, logs, epochs = tmp_path / "ckpt", tmp_path / "logs", 6
+    command = ["python", "-m", "fusion_core.train_didfuse", "--profile", "quick", "--epochs", str(epochs),
+               "--max-pairs", "4", "--out", str(out), "--no-progress"]
+    jobs = sweep.build_jobs(command, [0, 1], sweep.parse_vary(["ablation=full,exp5"]))
+    killed = []
+    with sweep.local_cluster(2) as cluster, Client(cluster) as client:
+        assert all(address.startswith("tcp://127.0.0.1:") for address in cluster.scheduler_info["workers"])
+
+        def kill_the_worker_of_the_first_job_after_its_first_epoch():
+            victim, give_up = out / "didfuse_quick_seed0.resume.pt", time.time() + 300
+            while not victim.exists() and time.time() < give_up:
+                time.sleep(0.02)
+            for address, keys in client.processing().items():
+                if any("sweep-ablation-full_seed0-" in str(key) for key in keys):
+                    pid = client.run(os.getpid, workers=[address])[address]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+
+        killer = threading.Thread(target=kill_the_worker_of_the_first_job_after_its_first_epoch)
+        killer.start()
+        sweep.run_jobs(jobs, 2, 1, logs, client=client, echo=lambda message: None)
+        killer.join()
+    assert killed, "the first job ended before its worker could be killed"
+    assert [job.status for job in jobs] == ["done"] * 4
+    assert (logs / "ablation-full_seed0.log").read_text().count("$ ") == 2  # ran again after the kill
+    for job, name in zip(jobs, ["didfuse_quick_seed0", "didfuse_quick_seed1", "didfuse_quick_exp5_seed0",
+                                "didfuse_quick_exp5_seed1"]):
+        manifest = json.loads((out / f"{name}.json").read_text())
+        assert manifest["epochs_done"] == epochs
+        seed, ablation = int(name[-1]), "exp5" if "exp5" in name else None
+        direct = _direct(tmp_path / "direct", seed, ablation, epochs)
+        swept = _state(out / f"{name}.pt")
+        assert all(torch.equal(swept[k], direct[k]) for k in direct), job.name
+
+
+def test_a_finished_job_returns_at_once_without_reading_the_training_images(tmp_path, monkeypatch):
+    try:
+        data.load_split("didfuse", "train")
+    except data.DataError as exc:
+        pytest.skip(f"training data missing: {exc}")
+    from fusion_core import train_didfuse
+
+    _direct(tmp_path, 0, None, 1)
+    for name in os.listdir(tmp_path):
+        if name.endswith(".resume.pt"):
+            os.remove(tmp_path / name)  # as after a clone: weights, manifest and history only
+    monkeypatch.setattr(train_didfuse.CropPairs, "from_pairs", lambda *a, **k: pytest.fail("images were read"))
+    checkpoint, history = train_didfuse.train_didfuse("quick", 0, tmp_path, epochs=1, max_pairs=4, progress=False)
+    assert list(history["epoch"]) == [1]
+
+
+# --------------------------------------------------------------------------- notebook parameters and sweeps
+
+NOTEBOOK = REPO / "notebooks" / "02b_res2netfuse_table3.ipynb"
+
+
+def _defaults():
+    from fusion_core import params
+
+    return dict(params.notebook_defaults("res2netfuse")[NOTEBOOK.name])
+
+
+def test_canonical_parameters_keep_the_canonical_folder_and_others_get_their_own(tmp_path, monkeypatch):
+    from fusion_core import params
+
+    monkeypatch.setattr(params, "PARAMS_ROOT", tmp_path / "params")
+    canonical = tmp_path / "results" / "res2netfuse"
+    (canonical / "raw").mkdir(parents=True)
+    values = _defaults() | {"profile": "eval", "verify": "all"}  # run knobs stay canonical
+    assert params.redirect("res2netfuse", "eval", canonical, values) == canonical
+    said = []
+    path = params.redirect("res2netfuse", "eval", canonical, values | {"seeds": [0]}, echo=said.append)
+    assert path == tmp_path / "params" / "eval" / "res2netfuse" / "seeds-0" and "seeds=[0]" in said[0]
+    assert (path / "raw").resolve() == (canonical / "raw").resolve()  # eval reads the committed raw results
+    assert params.redirect("res2netfuse", "eval", canonical, {"__name__": "__main__", "x": 1}) == canonical
+
+
+def test_a_parameter_of_the_wrong_type_stops_with_one_message_that_says_how_to_pass_it():
+    from fusion_core import params
+
+    with pytest.raises(params.ParameterError) as caught:
+        params.check("res2netfuse", _defaults() | {"seeds": "[0]", "verify": "some", "fig5_pairs": 2.5})
+    message = str(caught.value)
+    assert "seeds='[0]'" in message and '-y "seeds: [0]"' in message
+    assert "verify='some'" in message and "fig5_pairs=2.5" in message
+
+
+def test_notebook_grid_values_are_yaml_and_settings_are_named_by_their_parameters(tmp_path):
+    grid = sweep.parse_param_grid([["beta", "1,2"], ["seeds", "[0];[0,1]"]])
+    assert grid == [{"beta": 1, "seeds": [0]}, {"beta": 1, "seeds": [0, 1]}, {"beta": 2, "seeds": [0]},
+                    {"beta": 2, "seeds": [0, 1]}]
+    jobs = sweep.notebook_jobs(NOTEBOOK, grid[:1], "eval", tmp_path)
+    assert jobs[0].name == "beta-1_seeds-0" and jobs[0].argv[-5:-3] == ["-y", "{beta: 1, seeds: [0]}"]
+
+
+def _tree_state(folder: Path) -> dict:
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_notebook_sweep_of_two_settings_writes_its_own_folders_and_a_tidy_table(tmp_path):
+    try:
+        data.load_split("res2netfuse", "test")
+    except data.DataError as exc:
+        pytest.skip(f"test data missing: {exc}")
+    canonical = REPO / "results" / "res2netfuse"
+    before = _tree_state(canonical)
+    result = subprocess.run([sys.executable, "-m", "fusion_core", "sweep", "--notebook", str(NOTEBOOK), "--profile",
+                             "eval", "-p", "seeds", "[0];[1]", "--parallel", "2", "--threads", "1", "--logs",
+                             str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert _tree_state(canonical) == before  # the canonical results were not touched
+    assert (tmp_path / "seeds-0.ipynb").is_file() and (tmp_path / "seeds-1.ipynb").is_file()
+    table = pd.read_csv(tmp_path / "sweep_results.csv")
+    assert set(table["seeds"]) == {"[0]", "[1]"} and (table["status"] == "done").all()
+    assert set(table["folder"]) == {"build/params/eval/res2netfuse/seeds-0", "build/params/eval/res2netfuse/seeds-1"}
+    assert len(set(table["table"])) >= 1
+
+
+@pytest.mark.slow
+def test_papermill_with_a_string_for_a_list_parameter_fails_at_once_naming_the_parameter(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "papermill", str(NOTEBOOK), str(tmp_path / "out.ipynb"), "-p",
+                             "profile", "eval", "-p", "seeds", "[0]", "--cwd", str(NOTEBOOK.parent)],
+                            capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert result.returncode != 0
+    assert "ParameterError" in result.stderr and "seeds='[0]'" in result.stderr
