@@ -2,11 +2,14 @@
 
 Every writer goes through :func:`atomic_write`, which writes to a temporary file in the
 destination folder and renames it into place (``os.replace`` is atomic on POSIX), so a crash
-or a bad input leaves either the old file or the new one, never a truncated one.
+or a bad input leaves either the old file or the new one, never a truncated one. A file whose new
+content equals its old content is left untouched (same bytes, same mtime): a rerun of an unchanged
+computation rewrites nothing, and the notebook runner records only what a run really changed.
 """
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import hashlib
 import json
 import os
@@ -25,7 +28,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
-        os.replace(tmp, path)
+        if path.is_file() and filecmp.cmp(tmp, path, shallow=False):
+            os.unlink(tmp)  # same bytes: keep the old file (and its mtime)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -51,7 +57,11 @@ def write_csv(path: str | os.PathLike, frame, **kwargs) -> Path:
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save a matplotlib figure as PNG atomically, with fixed metadata so reruns hash alike."""
+    """Save a matplotlib figure as PNG atomically, with fixed metadata so reruns hash alike.
+
+    Matplotlib's PNG writer stores only a ``Software`` text chunk (its version; no date, unlike its
+    PDF/SVG writers), removed here: the same figure gives the same bytes on every run and version.
+    """
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return Path(path)

@@ -2,10 +2,18 @@
 
 ``make reproduce [PROFILE=eval|quick|full] [NB=didfuse]`` calls :func:`run_notebooks`. Each notebook
 ``notebooks/NN_<name>.ipynb`` is executed with papermill (``profile`` and ``verify`` injected), the
-executed copy goes to ``results/<paper>/`` (figures stripped from it: they are separate PNGs), with
-``run_<notebook>.json`` beside it. For ``eval``/``full`` every file the run produced is listed in
-``results/MANIFEST.csv`` with its sha256, and all ``fidelity.json`` files are gathered into
-``results/README.md``. ``quick`` runs write under ``build/quick/`` and leave ``results/`` alone.
+executed copy goes to ``results/<paper>/`` (figures stripped from it: they are separate PNGs; so are
+papermill's per-cell timestamps), with ``run_<notebook>.json`` beside it. For ``eval``/``full`` every
+file the run produced is listed in ``results/MANIFEST.csv`` with its sha256, and all ``fidelity.json``
+files are gathered into ``results/README.md``. ``quick`` runs write under ``build/quick/`` and leave
+``results/`` alone.
+
+Results are byte-stable where the computation is: every writer leaves a file with unchanged content
+untouched (:func:`fusion_core.io.atomic_write`), and the run-dependent facts — when a run started,
+how long it took, on which host and commit — live only in the run manifests ``run_<notebook>.json``,
+which are a log of the last run, not results: they are not listed in ``MANIFEST.csv`` (nothing to
+verify) and ``results/README.md`` only points to them. A rerun that computes the same numbers
+therefore changes only the run manifests.
 
 ``python -m fusion_core.reproduce refresh notebooks/X.ipynb`` re-executes a committed notebook in place
 under ``quick`` so that its ``nbval-check-output`` cells hold the outputs ``make test`` compares.
@@ -20,6 +28,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -87,25 +96,50 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def strip_images(notebook_path: Path) -> None:
-    """Drop embedded images from a notebook's outputs (figures live as PNG files), atomically."""
-    import nbformat
+def is_run_manifest(path: str | Path) -> bool:
+    """``run_<notebook>.json``: the log of a notebook's last run (times, host, commit), not a result."""
+    name = Path(path).name
+    return name.startswith("run_") and name.endswith(".json")
 
-    nb = nbformat.read(notebook_path, as_version=4)
+
+def _clean(nb) -> None:
+    """Drop what differs run to run but is not a result: embedded images (figures live as PNG files)
+    and papermill's timestamps, durations and paths (cell and notebook metadata)."""
+    papermill = nb.metadata.get("papermill")
+    if papermill is not None:  # keep the injected parameters, drop start/end/duration/paths/environment
+        nb.metadata["papermill"] = {k: v for k, v in papermill.items() if k == "parameters"}
     for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
         for output in cell.get("outputs", []):
             data = output.get("data")
             if data and any(k.startswith("image/") for k in data):
                 output["data"] = {"text/plain": "<figure saved as PNG; image stripped from the stored notebook>"}
-    with atomic_write(notebook_path, "w") as handle:
+
+
+def strip_images(notebook_path: Path, destination: Path | None = None) -> None:
+    """Clean an executed notebook (:func:`_clean`) and write it to ``destination`` (default: in place),
+    atomically; an unchanged result leaves the destination file untouched."""
+    import nbformat
+
+    nb = nbformat.read(notebook_path, as_version=4)
+    _clean(nb)
+    with atomic_write(destination or notebook_path, "w") as handle:
         nbformat.write(nb, handle)
 
 
 def _execute(notebook: Path, output: Path, parameters: dict) -> None:
+    """Run ``notebook`` with papermill and store its cleaned copy at ``output`` (rewritten only if it changed)."""
     import papermill
 
-    papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(NOTEBOOK_DIR),
-                               progress_bar=False, kernel_name="python3")
+    with tempfile.TemporaryDirectory(prefix="fusion_core_nb_") as scratch:
+        executed = Path(scratch) / notebook.name
+        try:
+            papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, cwd=str(NOTEBOOK_DIR),
+                                       progress_bar=False, kernel_name="python3")
+        finally:  # a failed run keeps its executed copy (with the traceback) in results/, as before
+            if executed.is_file():
+                strip_images(executed, output)
 
 
 def _read_manifest() -> list[dict]:
@@ -116,6 +150,7 @@ def _read_manifest() -> list[dict]:
 
 
 def _write_manifest(rows: list[dict]) -> None:
+    rows = [r for r in rows if not is_run_manifest(r["path"])]
     buffer = _io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -124,9 +159,10 @@ def _write_manifest(rows: list[dict]) -> None:
 
 
 def _record(out_dir: Path, since: float, notebook: Path, profile: str) -> None:
-    # *.partial.csv: raw files a background job is still filling (they are renamed when complete)
+    # *.partial.csv: raw files a background job is still filling (they are renamed when complete).
+    # Files the run rewrote with the same bytes kept their mtime (io.atomic_write) and their row.
     produced = [p for p in out_dir.rglob("*") if p.is_file() and p.stat().st_mtime >= since - 1
-                and not p.name.endswith(".partial.csv")]
+                and not p.name.endswith(".partial.csv") and not is_run_manifest(p)]
     rows = {r["path"]: r for r in _read_manifest() if not r["path"].endswith(".partial.csv")}
     # A rerun of a notebook replaces its rows; files it no longer writes drop out of the manifest.
     rows = {k: r for k, r in rows.items() if r["notebook"] != notebook.name or (REPO_ROOT / k).is_file()}
@@ -138,7 +174,10 @@ def _record(out_dir: Path, since: float, notebook: Path, profile: str) -> None:
 
 
 def write_scoreboard(runs: list[dict] | None = None) -> Path:
-    """``results/README.md``: one row per paper from its fidelity.json, then the last run of each notebook."""
+    """``results/README.md``: one row per paper from its fidelity.json, then each notebook's profile and run manifest.
+
+    No times or commits here (they change with every run): those are in the run manifests it links.
+    """
     import json
 
     board = collect_fidelity()
@@ -156,10 +195,12 @@ def write_scoreboard(runs: list[dict] | None = None) -> Path:
         lines.append(to_markdown(board))
     else:
         lines.append("No paper has produced a fidelity summary yet.\n")
-    lines += ["## Runs", "", "| notebook | profile | started | minutes | git sha |", "|---|---|---|---|---|"]
+    lines += ["## Runs", "", "When each notebook last ran, for how long, on which device and commit, with which package",
+              "versions: its run manifest.", "", "| notebook | profile | run manifest |", "|---|---|---|"]
     for path in sorted(RESULTS_ROOT.glob("*/run_*.json")):
         run = json.loads(path.read_text())
-        lines.append(f"| {run['notebook']} | {run['profile']} | {run['start']} | {run['minutes']:.1f} | {run['git_sha'][:12]} |")
+        rel = path.relative_to(RESULTS_ROOT).as_posix()
+        lines.append(f"| {run['notebook']} | {run['profile']} | [{rel}]({rel}) |")
     return write_text(RESULTS_ROOT / "README.md", "\n".join(lines) + "\n")
 
 
@@ -198,9 +239,6 @@ def run_notebooks(profile: str = "eval", only: str | None = None, verify: str = 
             failures.append(f"{notebook.name}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             print(f"  FAILED: {failures[-1]}", flush=True)
             continue
-        finally:
-            if output.is_file():
-                strip_images(output)
         minutes = (time.time() - t0) / 60
         write_json(out_dir / f"run_{notebook.stem}.json", {
             "notebook": notebook.name, "paper": paper, "profile": profile, "parameters": parameters,
@@ -257,12 +295,9 @@ def refresh_notebook(path: Path, timeout: int = 1800) -> None:
     os.environ["FUSION_PROFILE"] = "quick"
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     nb.metadata.pop("papermill", None)
-    for cell in nb.cells:
-        cell.metadata.pop("execution", None)
-        cell.metadata.pop("papermill", None)
+    _clean(nb)
     with atomic_write(path, "w") as handle:
         nbformat.write(nb, handle)
-    strip_images(path)
 
 
 if __name__ == "__main__":

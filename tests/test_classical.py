@@ -97,6 +97,47 @@ def test_cbf_edge_strength_matches_the_covariance_definition():
         assert strength[i, j] == pytest.approx(expected, rel=1e-9)
 
 
+def test_cbf_gives_flat_regions_equal_weights_exactly():
+    """Where both sources are flat the details are exactly 0 (not rounding noise), so both weights are
+    ε and the result is the mean, whatever the CPU (docs/portability.md)."""
+    from fusion_core.classical.cbf import cbf_array, cross_bilateral_detail
+
+    ir, vis = np.full((24, 30), 200 / 255), np.full((24, 30), 51 / 255)
+    vis[:, 20:] = 90 / 255  # a step: the detail is 0 only away from it
+    assert np.all(cross_bilateral_detail(ir * 255, vis * 255) == 0)
+    assert np.array_equal(cbf_array(ir, vis)[:, :8], np.full((24, 8), (200 + 51) / 2 / 255))
+
+
+# The CBF output must not depend on the SIMD level of torch, numpy or OpenCV: it once did (noise weights
+# in flat regions; 1,797 8-bit values of vifb21 changed under ATEN_CPU_CAPABILITY=default). On this
+# 160×448 strip of carWhite the former version gave 3 different 8-bit values (smaller crops hid it).
+_FUSE_CROP = """
+import sys, numpy as np, torch
+from fusion_core import data
+from fusion_core.classical import _vifb as vifb
+pair = next(p for p in data.list_pairs("vifb21") if p.stem == "carWhite")
+ir, vis = vifb.load_rgb_pair(pair)
+fused = vifb.VIFB_RGB["cbf"](ir[..., :160, :].double(), vis[..., :160, :].double())
+sys.stdout.write(fused.numpy().tobytes().hex())
+"""
+
+
+@pytest.mark.slow
+def test_cbf_output_is_bit_identical_under_other_simd_levels(data_root):
+    import os
+    import subprocess
+    import sys
+
+    def run(**env):
+        done = subprocess.run([sys.executable, "-c", _FUSE_CROP], capture_output=True, text=True, check=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+        return done.stdout
+
+    scalar = run(ATEN_CPU_CAPABILITY="default", NPY_DISABLE_CPU_FEATURES="X86_V3",
+                 OPENCV_CPU_DISABLE="AVX2,FMA3,AVX")
+    assert run() == scalar
+
+
 def test_dchwt_and_msvd_decompositions_reconstruct_exactly():
     from fusion_core.classical.dchwt import dchwt_forward, dchwt_inverse
     from fusion_core.classical.msvd import msvd
@@ -187,12 +228,14 @@ def test_every_vifb_overlap_has_a_colour_variant():
 # Stored as VIFB stored its outputs (quality-75 JPEG, which PIL encodes like MATLAB), our ADF, CBF,
 # TIF, MSVD (LAPACK's singular-vector signs) and GFF (inputs re-encoded like VIFB did) reproduce
 # VIFB's files exactly on this pair: any change to their arithmetic breaks this.
-@pytest.mark.parametrize("method", ["adf", "cbf", "tif", "gff", "msvd"])
-def test_reproduces_vifb_file_exactly_after_jpeg(method, data_root):
-    pair = next(p for p in data.list_pairs("vifb21") if p.stem == "walking")
+# carWhite: CBF with flat regions in both sources (equal weights there, as VIFB's MATLAB had).
+@pytest.mark.parametrize("method, stem", [("adf", "walking"), ("cbf", "walking"), ("tif", "walking"),
+                                          ("gff", "walking"), ("msvd", "walking"), ("cbf", "carWhite")])
+def test_reproduces_vifb_file_exactly_after_jpeg(method, stem, data_root):
+    pair = next(p for p in data.list_pairs("vifb21") if p.stem == stem)
     ir, vis = vifb.load_rgb_pair(pair)
     ours = vifb.fuse_like_vifb(method, ir, vis)
-    result = vifb.jpeg_agreement(ours, vifb.read_rgb8(vifb.reference_path("walking", method)))
+    result = vifb.jpeg_agreement(ours, vifb.read_rgb8(vifb.reference_path(stem, method)))
     assert result["px_equal"] >= 0.999, result
 
 

@@ -92,3 +92,57 @@ def test_didfuse_notebooks_expose_repeats_and_model_profile():
     for book in reproduce.find_notebooks("didfuse"):
         source = nbformat.read(book, as_version=4).cells[0].source
         assert "repeats = None" in source and "model_profile = None" in source, book.name
+
+
+def test_run_manifests_are_not_recorded(sandbox):
+    """run_<notebook>.json holds times and the host: a log of the run, not a result to verify."""
+    since = time.time()
+    (sandbox / "table.csv").write_text("a\n1\n")
+    (sandbox / "run_01_didfuse.json").write_text('{"start": "now"}\n')
+    reproduce._record(sandbox, since, Path("01_didfuse.ipynb"), "eval")
+    assert [row["path"] for row in reproduce._read_manifest()] == ["results/didfuse/table.csv"]
+
+
+def test_rewriting_the_same_bytes_leaves_the_file_and_manifest_untouched(sandbox):
+    import os
+
+    from fusion_core import io
+
+    table = io.write_text(sandbox / "table.csv", "a\n1\n")
+    os.utime(table, (1_000_000, 1_000_000))
+    reproduce._record(sandbox, 0, Path("01_didfuse.ipynb"), "eval")
+    manifest = reproduce.MANIFEST.read_bytes()
+    since = time.time()
+    io.write_text(table, "a\n1\n")  # a rerun with the same result
+    assert table.stat().st_mtime == 1_000_000
+    reproduce._record(sandbox, since, Path("01_didfuse.ipynb"), "eval")
+    assert reproduce.MANIFEST.read_bytes() == manifest
+    io.write_text(table, "a\n2\n")
+    assert table.stat().st_mtime > 1_000_000
+
+
+def test_executed_notebooks_keep_no_timestamps():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+    nb.metadata["papermill"] = {"start_time": "2026-12-01T22:35:29", "duration": 3.2, "parameters": {"profile": "eval"},
+                                "input_path": "/home/x/notebooks/a.ipynb"}
+    nb.cells[0].metadata["papermill"] = {"start_time": "2026-12-01T22:35:29", "duration": 0.1}
+    nb.cells[0].metadata["execution"] = {"iopub.execute_input": "2026-12-01T22:35:29"}
+    reproduce._clean(nb)
+    assert nb.metadata["papermill"] == {"parameters": {"profile": "eval"}}
+    assert "papermill" not in nb.cells[0].metadata and "execution" not in nb.cells[0].metadata
+
+
+def test_scoreboard_carries_no_times(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(reproduce, "RESULTS_ROOT", tmp_path)
+    monkeypatch.setattr(reproduce, "collect_fidelity", lambda: __import__("pandas").DataFrame())
+    (tmp_path / "didfuse").mkdir()
+    (tmp_path / "didfuse" / "run_01_didfuse.json").write_text(json.dumps(
+        {"notebook": "01_didfuse.ipynb", "profile": "eval", "start": "2026-12-01T22:35:29+00:00", "minutes": 3.0,
+         "git_sha": "abc"}))
+    text = reproduce.write_scoreboard().read_text()
+    assert "| 01_didfuse.ipynb | eval | [didfuse/run_01_didfuse.json](didfuse/run_01_didfuse.json) |" in text
+    assert "2026" not in text and "abc" not in text

@@ -16,9 +16,17 @@ import numpy as np
 Band = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+def magnitude_order(x: np.ndarray) -> np.ndarray:
+    """A value that orders coefficients by magnitude, computed the same way on every CPU: |x| for real
+    ``x``, re² + im² for complex ``x`` (element-wise products and sums, IEEE-exact). ``np.abs`` of a
+    complex array is a vectorised hypot whose last bit depends on the SIMD level, which flipped
+    DTCWT's choice between near-equal coefficients (docs/portability.md)."""
+    return x.real * x.real + x.imag * x.imag if np.iscomplexobj(x) else np.abs(x)
+
+
 def choose_max(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per coefficient, the one with the larger magnitude; exact ties take the mean (order-free)."""
-    mag_a, mag_b = np.abs(a), np.abs(b)
+    mag_a, mag_b = magnitude_order(a), magnitude_order(b)
     return np.where(mag_a > mag_b, a, np.where(mag_b > mag_a, b, 0.5 * (a + b)))
 
 
