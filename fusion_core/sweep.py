@@ -159,7 +159,9 @@ def notebook_jobs(notebook: Path, grid: list[dict], profile: str, logs: Path) ->
 
 
 def notebook_results(notebook: Path, grid: list[dict], profile: str, jobs: list[Job]):
-    """The tidy table: every top-level CSV each setting's run wrote, with the setting's parameters as columns."""
+    """The tidy table: every top-level CSV each setting's run wrote, with the setting's parameters as columns
+    (``param_<name>`` where a table has a column of that name) and ``sweep_status``, ``sweep_folder`` and
+    ``sweep_table`` (the CSV's name)."""
     import pandas as pd
 
     from . import params
@@ -179,12 +181,13 @@ def notebook_results(notebook: Path, grid: list[dict], profile: str, jobs: list[
             for key, value in setting.items():
                 frame.insert(0, columns[key], [value] * len(frame) if not isinstance(value, (list, dict)) else
                              [str(value)] * len(frame))
-            frame.insert(0, "table", table.stem)
-            frame.insert(0, "folder", str(folder.relative_to(params.REPO_ROOT)) if folder.is_relative_to(
+            frame.insert(0, "sweep_table", table.stem)
+            frame.insert(0, "sweep_folder", str(folder.relative_to(params.REPO_ROOT)) if folder.is_relative_to(
                 params.REPO_ROOT) else str(folder))
-            frame.insert(0, "status", job.status)
+            frame.insert(0, "sweep_status", job.status)
             frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["status", "folder", "table"])
+    return (pd.concat(frames, ignore_index=True) if frames
+            else pd.DataFrame(columns=["sweep_status", "sweep_folder", "sweep_table", *grid[0]]))
 
 
 # --------------------------------------------------------------------------- one job, on a worker

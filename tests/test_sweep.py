@@ -232,15 +232,17 @@ def test_notebook_sweep_of_two_settings_writes_its_own_folders_and_a_tidy_table(
     canonical = REPO / "results" / "res2netfuse"
     before = _tree_state(canonical)
     result = subprocess.run([sys.executable, "-m", "fusion_core", "sweep", "--notebook", str(NOTEBOOK), "--profile",
-                             "eval", "-p", "seeds", "[0];[1]", "--parallel", "2", "--threads", "1", "--logs",
+                             "eval", "-p", "seeds", "[0];[0,1]", "--parallel", "2", "--threads", "1", "--logs",
                              str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert _tree_state(canonical) == before  # the canonical results were not touched
-    assert (tmp_path / "seeds-0.ipynb").is_file() and (tmp_path / "seeds-1.ipynb").is_file()
+    assert (tmp_path / "seeds-0.ipynb").is_file() and (tmp_path / "seeds-0,1.ipynb").is_file()
     table = pd.read_csv(tmp_path / "sweep_results.csv")
-    assert set(table["seeds"]) == {"[0]", "[1]"} and (table["status"] == "done").all()
-    assert set(table["folder"]) == {"build/params/eval/res2netfuse/seeds-0", "build/params/eval/res2netfuse/seeds-1"}
-    assert len(set(table["table"])) >= 1
+    assert set(table["seeds"]) == {"[0]", "[0, 1]"} and (table["sweep_status"] == "done").all()
+    assert set(table["sweep_folder"]) == {"build/params/eval/res2netfuse/seeds-0",
+                                          "build/params/eval/res2netfuse/seeds-0,1"}
+    reconstruction = table[table["sweep_table"] == "table3_reconstruction"]
+    assert set(reconstruction["seeds"]) == {"[0]", "[0, 1]"}  # the same table, once per setting
 
 
 @pytest.mark.slow
