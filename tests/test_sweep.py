@@ -64,6 +64,17 @@ def test_deadline_stops_starting_jobs(tmp_path):
     assert list(pd.read_csv(tmp_path / "sweep_summary.csv")["status"]) == ["not started"] * 2
 
 
+def test_an_existing_cluster_runs_the_jobs_and_gpu_jobs_go_to_workers_with_a_gpu(tmp_path):
+    from distributed import Client
+
+    with sweep.local_cluster(1, gpu=True) as cluster, Client(cluster):
+        result = _sweep(["--scheduler", cluster.scheduler_address, "--gpu", "--seeds", "0-1", "--", "python", "-c",
+                         "pass"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"on {cluster.scheduler_address}" in result.stdout
+    assert list(pd.read_csv(tmp_path / "sweep_summary.csv")["status"]) == ["done", "done"]
+
+
 def _state(path):
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
