@@ -103,12 +103,15 @@ def is_run_manifest(path: str | Path) -> bool:
 
 
 def _clean(nb) -> None:
-    """Drop what differs run to run but is not a result: embedded images (figures live as PNG files)
-    and papermill's timestamps, durations and paths (cell and notebook metadata)."""
+    """Drop what differs run to run but is not a result: embedded images (figures live as PNG files),
+    papermill's timestamps, durations and paths (cell and notebook metadata) and the random id papermill
+    gives the cell it injects (the other cells keep their ids from the committed notebook)."""
     papermill = nb.metadata.get("papermill")
     if papermill is not None:  # keep the injected parameters, drop start/end/duration/paths/environment
         nb.metadata["papermill"] = {k: v for k, v in papermill.items() if k == "parameters"}
     for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []) and "id" in cell:
+            cell["id"] = "injected-parameters"
         cell.metadata.pop("execution", None)
         cell.metadata.pop("papermill", None)
         for output in cell.get("outputs", []):

@@ -129,9 +129,13 @@ def test_executed_notebooks_keep_no_timestamps():
                                 "input_path": "/home/x/notebooks/a.ipynb"}
     nb.cells[0].metadata["papermill"] = {"start_time": "2026-12-01T22:35:29", "duration": 0.1}
     nb.cells[0].metadata["execution"] = {"iopub.execute_input": "2026-12-01T22:35:29"}
+    injected = nbformat.v4.new_code_cell("profile = 'eval'", metadata={"tags": ["injected-parameters"]})
+    nb.cells.insert(0, injected)
+    kept = nb.cells[1].id
     reproduce._clean(nb)
+    assert [cell.id for cell in nb.cells] == ["injected-parameters", kept]
     assert nb.metadata["papermill"] == {"parameters": {"profile": "eval"}}
-    assert "papermill" not in nb.cells[0].metadata and "execution" not in nb.cells[0].metadata
+    assert "papermill" not in nb.cells[1].metadata and "execution" not in nb.cells[1].metadata
 
 
 def test_scoreboard_carries_no_times(tmp_path, monkeypatch):
