@@ -70,6 +70,7 @@ def main(argv=None) -> int:
         runs = {name: (lambda name=name: vifb.fuse_like_vifb(name, ir, vis_rgb)) for name in names}
     else:
         runs = {name: (lambda fuse=build_method(name): fuse(images.ir, images.vis)) for name in names}
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows = []
     for name, fuse in runs.items():
         times = timed(fuse, args.repeats)
@@ -79,7 +80,14 @@ def main(argv=None) -> int:
     table = pd.DataFrame(rows)
     table[f"x_{peer}"] = table["seconds_per_pair"] / table.set_index("method").at[peer, "seconds_per_pair"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(table.round(3).to_string(index=False))
+    busy = max(load_before, load) > (os.cpu_count() or 1) / 2
+    table = table.assign(
+        pair=f"{pair.name} 640x480 {'RGB (VIFB colour handling)' if args.vifb_rgb else 'Y'}", cpus=os.cpu_count(),
+        torch_threads=torch.get_num_threads(), torch=torch.__version__, processor=platform.processor() or platform.machine(),
+        load_before=load_before, load_after=load,
+        note="other jobs were running (load average above half the CPUs): seconds are upper bounds, ratios noisy"
+        if busy else "")
+    print(table[["method", "seconds_per_pair", "min", "repeats", f"x_{peer}"]].round(3).to_string(index=False))
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch threads {torch.get_num_threads()}, load average {load:.1f}; pair {pair.name} 640×480"
           f"{' RGB (VIFB colour handling)' if args.vifb_rgb else ' (Y)'}")
