@@ -29,7 +29,7 @@ far outside [0, 255]. Here:
   over explicit windows, exactly 0 where the detail is: flat regions get $W = \varepsilon$ on both
   sides, $F = (A + B)/2$, the same on every machine;
 - the kernels are tables: the spatial Gaussian (121 values) and, for 8-bit inputs (every
-  value $k/255$, as VIFB's uint8 images), the range Gaussian of the 511 possible differences, both
+  value $k/255$, as VIFB's uint8 images), the range Gaussian of the 256 possible |differences|, both
   computed correctly rounded with :mod:`decimal`, so no vectorised ``exp`` is involved; inputs
   that are not 8-bit (e.g. Y of a colour image) use ``numpy.exp`` (ULP-level differences between
   CPUs remain there);
@@ -78,6 +78,12 @@ def _as_8bit(image: np.ndarray) -> np.ndarray | None:
     """``image`` (0..255 scale) as exact integers if every value is within 1e-3 of one, else None."""
     levels = np.round(image)
     return levels if np.all(np.abs(image - levels) <= 1e-3) else None
+
+
+def _snap_8bit(image: np.ndarray) -> np.ndarray:
+    """8-bit inputs as the exact integers MATLAB's ``double(uint8)`` gives; others unchanged."""
+    levels = _as_8bit(image)
+    return image if levels is None else levels
 
 
 def cross_bilateral_detail(image: np.ndarray, guide: np.ndarray) -> np.ndarray:
@@ -139,8 +145,7 @@ def edge_strength(detail: np.ndarray, window: int = COV_WINDOW) -> np.ndarray:
 
 
 def cbf_array(ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
-    a, b = to_255(ir), to_255(vis)
-    a, b = (a if (levels := _as_8bit(a)) is None else levels), (b if (levels := _as_8bit(b)) is None else levels)
+    a, b = _snap_8bit(to_255(ir)), _snap_8bit(to_255(vis))
     w_a = edge_strength(cross_bilateral_detail(a, b))
     w_b = edge_strength(cross_bilateral_detail(b, a))
     return (w_a * a + w_b * b) / (w_a + w_b) / 255.0
