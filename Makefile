@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 env: $(VENV)/.installed
 
-## make reproduce [PROFILE=eval|quick|full] [NB=didfuse] [VERIFY=sample|all] [PARAMS="repeats=25 model_profile=full"]
+## make reproduce [PROFILE=eval|quick|full] [NB=didfuse] [VERIFY=sample|all] [PARAMS="model_profile=full"] (non-default PARAMS write to build/params/, never results/)
 reproduce: env
 	$(PY) -m fusion_core reproduce --profile $(PROFILE) --verify $(VERIFY) $(if $(NB),--nb $(NB)) $(foreach p,$(PARAMS),--param $(p))
 
