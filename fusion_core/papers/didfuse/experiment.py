@@ -64,7 +64,12 @@ ABLATIONS = ["exp1", "exp2", "exp3", "exp4", "exp5"]
 VARIANTS = ["full", *ABLATIONS]
 RELEASED_IMAGE_FOLDERS = {"test_tno": "TNO_IJCAI", "test_flir": "FLIR_IJCAI", "test_nir": "NIR_IJCAI"}
 BASELINES = {"tif": "TSIFVS"}  # our classical re-implementations of Table V competitors
-VERIFY_RTOL = 1e-4  # relative tolerance per metric for a re-fused pair (same code, same weights)
+# Relative tolerance per metric for a re-fused pair (same code, same weights) against the committed raw files.
+# The fused float32 output depends on the CPU's kernels: across two real CPUs (Intel CI, AMD EPYC) and emulated
+# levels (tools/portability.py: native vs sse) at most 26 of 442k pixels moved, by 1 grey level, and the largest
+# metric difference was 3.7e-5 (DIDFuse) / 1.4e-5 (Res2NetFuse); 1e-3 is 27x that, while another seed's weights
+# move some metric of the same pair by >= 8 % and another rule by >= 100 %.
+VERIFY_RTOL = 1e-3
 N_PAPER = {"III": 25, "IV": 25, "fig6": 20}  # trainings the paper averaged
 
 REDUCED_TRAINING = ("reduced CPU training profile: 64x64 centre crops (paper 128x128), 12 epochs (paper 120; lr /10 "

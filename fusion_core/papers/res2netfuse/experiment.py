@@ -33,7 +33,12 @@ METRICS = ["SSIM", "EN", "MI", "Qabf", "FMI_dct", "FMI_w", "SCD", "MEF_SSIM"]
 EXTRA_METRICS = ["MI_correct"]
 CONVENTION = "res2netfuse"
 VERIFY_SAMPLE = 2  # pairs re-fused by the eval profile (the first ones of the test split)
-VERIFY_RTOL = 1e-4  # relative tolerance on every metric of a re-fused pair (same code, same checkpoint)
+# Relative tolerance per metric for a re-fused pair (same code, same weights) against the committed raw files.
+# The fused float32 output depends on the CPU's kernels: across two real CPUs (Intel CI, AMD EPYC) and emulated
+# levels (tools/portability.py: native vs sse) at most 26 of 442k pixels moved, by 1 grey level, and the largest
+# metric difference was 3.7e-5 (DIDFuse) / 1.4e-5 (Res2NetFuse); 1e-3 is 27x that, while another seed's weights
+# move some metric of the same pair by >= 8 % and another rule by >= 100 %.
+VERIFY_RTOL = 1e-3
 
 SUBSTITUTES = [
     "TNO-20 test pairs = tno40 stems 01-20 (DenseFuse's 20 TNO pairs unavailable)",
