@@ -1,4 +1,14 @@
-"""Command line: ``python -m fusion_core datasets|fuse|score|reproduce|verify``. Thin: parse, call, report."""
+"""Fuse infrared/visible image pairs with classical or learned methods and score them under a named
+toolbox's metric conventions.
+
+Everyday use:
+  python -m fusion_core methods                              what can fuse (kind, paper, default weights, speed)
+  python -m fusion_core fuse --method didfuse --dataset tno40 --out fused/didfuse
+  python -m fusion_core score --fused fused/didfuse --dataset tno40 --convention tang [--out scores.csv]
+  python -m fusion_core conventions                          which toolbox each --convention follows
+
+Data sets are looked up under FUSION_DATA (`datasets` lists them); --ir/--vis take any two folders of
+images paired by file stem instead."""
 from __future__ import annotations
 
 import argparse
@@ -38,20 +48,43 @@ def cmd_datasets(args) -> int:
     return 1 if failed else 0
 
 
-def cmd_fuse(args) -> int:
-    from .fuse import fuse_pairs
+def source_pairs(args) -> list:
+    """The pairs named by ``--dataset NAME`` or by ``--ir DIR --vis DIR`` (exactly one of the two)."""
+    if args.dataset and (args.ir or args.vis):
+        raise ValueError("give either --dataset or --ir/--vis, not both")
+    if args.dataset:
+        return data.list_pairs(args.dataset)
+    if not (args.ir and args.vis):
+        raise ValueError("give the sources: --dataset NAME, or both --ir DIR and --vis DIR")
+    return data.pairs_from_dirs(args.ir, args.vis)
 
-    pairs = data.pairs_from_dirs(args.ir, args.vis)
+
+def cmd_fuse(args) -> int:
+    from .fuse import fuse_pairs, keep_freed_memory
+    from .methods import resolve_weights
+
+    pairs = source_pairs(args)
+    weights, note = resolve_weights(args.method, args.weights)
+    if note:
+        print(f"{args.method}: {note}", flush=True)
+    keep_freed_memory()
     start = time.perf_counter()
-    written = fuse_pairs(args.method, pairs, args.out, args.weights, args.strategy, args.device)
+    written = fuse_pairs(args.method, pairs, args.out, weights, args.strategy, args.device)
     print(f"fused {len(written)} pairs with {args.method} into {args.out} ({time.perf_counter() - start:.1f} s)")
     return 0
 
 
 def cmd_methods(args) -> int:
-    from .methods import method_names
+    from .methods import method_table
 
-    print("\n".join(method_names()))
+    print(method_table())
+    return 0
+
+
+def cmd_conventions(args) -> int:
+    from .metrics.cli import convention_table
+
+    print(convention_table())
     return 0
 
 
@@ -73,35 +106,68 @@ def cmd_verify(args) -> int:
     return verify_manifest()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fusion_core", description=__doc__)
+def _method_names() -> list[str]:
+    from .methods import method_names
+
+    return method_names()
+
+
+def _convention_names() -> list[str]:
+    from .metrics.conventions import ALIASES, CONVENTIONS
+
+    return sorted(set(CONVENTIONS) | set(ALIASES))
+
+
+def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``wanted`` (the command being run) decides which choice lists are worth importing."""
+    parser = argparse.ArgumentParser(prog="python -m fusion_core", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("datasets", help="list known data sets and pair counts")
     p.add_argument("--verify", action="store_true", help="check SHA256SUMS and pair sizes")
     p.set_defaults(func=cmd_datasets)
 
-    p = sub.add_parser("methods", help="list registered fusion methods")
+    p = sub.add_parser("methods", help="fusion methods: kind, paper, default weights, rules, colour, speed")
     p.set_defaults(func=cmd_methods)
 
-    p = sub.add_parser("fuse", help="fuse every pair of two folders (matched by file stem)")
-    p.add_argument("--method", required=True)
-    p.add_argument("--ir", required=True, help="folder of infrared images")
-    p.add_argument("--vis", required=True, help="folder of visible images")
+    p = sub.add_parser("conventions", help="metric conventions: which toolbox, which columns, how it differs")
+    p.set_defaults(func=cmd_conventions)
+
+    # Choices are listed only for the command being run: listing methods imports every method's libraries.
+    method_names = _method_names() if wanted == "fuse" else None
+    p = sub.add_parser("fuse", help="fuse every pair of a data set or of two folders (matched by file stem)",
+                       description="Fuse every pair; colour visible images are fused on Y (BT.601) and keep their "
+                                   "colour. Writes <out>/<stem>.png; bad input stops before anything is written.")
+    p.add_argument("--method", required=True, metavar="METHOD",
+                   help="one of: " + ", ".join(method_names) if method_names else "a registered method (see `methods`)")
+    p.add_argument("--dataset", metavar="NAME", help="a registered data set (see `datasets`) instead of --ir/--vis")
+    p.add_argument("--ir", help="folder of infrared images")
+    p.add_argument("--vis", help="folder of visible images")
     p.add_argument("--out", required=True, help="output folder (PNG per pair)")
-    p.add_argument("--weights", help="checkpoint file (or folder of released weights)")
-    p.add_argument("--strategy", help="fusion rule of a learned method")
+    p.add_argument("--weights", help="checkpoint file (or folder of released weights); learned methods default to "
+                                     "the checkpoint `methods` lists")
+    p.add_argument("--strategy", help="fusion rule of a learned method (see `methods`)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.set_defaults(func=cmd_fuse)
 
-    p = sub.add_parser("score", help="score fused images against their sources")
-    p.add_argument("--fused", required=True)
-    p.add_argument("--ir", required=True)
-    p.add_argument("--vis", required=True)
-    p.add_argument("--metrics", help="comma-separated metric names (default: the convention's set)")
-    p.add_argument("--convention", default="tang")
+    conventions = _convention_names() if wanted == "score" else None
+    p = sub.add_parser("score", help="score a folder of fused images against their sources",
+                       description="Score every fused image against its sources (matched by file stem). Sources "
+                                   "without a fused image are skipped (counted in the log line); a fused image "
+                                   "without its sources is an error.")
+    p.add_argument("--fused", required=True, help="folder of fused images")
+    p.add_argument("--dataset", metavar="NAME", help="a registered data set (see `datasets`) instead of --ir/--vis")
+    p.add_argument("--ir", help="folder of infrared images")
+    p.add_argument("--vis", help="folder of visible images")
+    p.add_argument("--metrics", help="comma-separated column names (default: the convention's set)")
+    p.add_argument("--convention", default="tang", metavar="CONVENTION",
+                   help="toolbox whose definitions the metrics follow (default tang)"
+                        + ("; one of: " + ", ".join(conventions) if conventions else "; see `conventions`"))
+    p.add_argument("--jobs", type=int, default=None,
+                   help="processes scoring pairs in parallel, one thread each (default: one per CPU)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--out", required=True, help="CSV file, one row per image")
+    p.add_argument("--out", help="CSV file, one row per image (default: print mean ± std per metric only)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("reproduce", help="run the notebooks under a profile")
@@ -127,7 +193,8 @@ def main(argv=None) -> int:
         from . import sweep
 
         return sweep.main(argv[1:])
-    args = build_parser().parse_args(argv)
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(wanted).parse_args(argv)
     try:
         return args.func(args)
     except (data.DataError, KeyError, ValueError, FileNotFoundError) as exc:

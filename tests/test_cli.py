@@ -64,3 +64,193 @@ def test_classical_method_rejects_weights(data_root, tmp_path, capsys):
     code = cli.main(["fuse", "--method", "average", "--weights", "x.pt", "--ir", str(pair.ir.parent),
                      "--vis", str(pair.vis.parent), "--out", str(tmp_path / "out")])
     assert code == 2 and "takes no --weights" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- issue 17: defaults, tables, score
+
+SMALL = ("08", "05", "11")  # the three smallest tno42 pairs (256² and 280²): real data, quick to score
+
+
+def _fused_folder(tmp_path, stems=SMALL, dataset="tno42"):
+    """A folder of 'fused' images: each pair's infrared image under its stem (real data, known sources)."""
+    pairs = {p.stem: p for p in data.list_pairs(dataset)}
+    folder = tmp_path / "fused"
+    folder.mkdir()
+    for stem in stems:
+        shutil.copy(pairs[stem].ir, folder / f"{stem}.png")
+    return folder
+
+
+def _pair_folders(tmp_path, stems, dataset="tno42"):
+    pairs = {p.stem: p for p in data.list_pairs(dataset)}
+    for side in ("ir", "vis"):
+        (tmp_path / side).mkdir()
+        for stem in stems:
+            shutil.copy(getattr(pairs[stem], side), tmp_path / side / f"{stem}.png")
+    return tmp_path / "ir", tmp_path / "vis"
+
+
+@pytest.mark.parametrize("method, weights_name", [("didfuse", "weights"), ("res2netfuse", "r2n_1_seed0.pt")])
+def test_learned_method_fuses_without_weights_and_says_which(data_root, tmp_path, method, weights_name):
+    from fusion_core.methods import resolve_weights
+
+    ir, vis = _pair_folders(tmp_path, ["08"])
+    extra = ["--strategy", "sum"] if method == "didfuse" else []
+    result = run_cli("fuse", "--method", method, "--ir", str(ir), "--vis", str(vis), "--out", str(tmp_path / "out"),
+                     *extra)
+    assert result.returncode == 0, result.stderr
+    path, note = resolve_weights(method)
+    assert path.name == weights_name and f"{method}: weights {path} (default: " in result.stdout
+    assert (tmp_path / "out" / "08.png").is_file()
+
+
+def test_didfuse_default_is_the_released_weights_else_the_reference_checkpoint(data_root, tmp_path, monkeypatch):
+    from fusion_core.nets import didfuse
+
+    released = didfuse.released_weights_dir()
+    if all((released / name).is_file() for name in didfuse.RELEASED_FILES):
+        assert didfuse.default_weights().path == released
+    (tmp_path / "data").mkdir()  # a data root with no reference folder beside it
+    monkeypatch.setenv("FUSION_DATA", str(tmp_path / "data"))
+    fallback = didfuse.default_weights()
+    assert fallback.path == didfuse.REFERENCE_CHECKPOINT and fallback.path.is_file()
+    assert "no released weights in" in fallback.reason
+
+
+def test_explicit_weights_override_the_default(data_root, tmp_path):
+    from fusion_core.nets.didfuse import REFERENCE_CHECKPOINT
+
+    ir, vis = _pair_folders(tmp_path, ["08"])
+    result = run_cli("fuse", "--method", "didfuse", "--weights", str(REFERENCE_CHECKPOINT), "--strategy", "sum",
+                     "--ir", str(ir), "--vis", str(vis), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert f"weights {REFERENCE_CHECKPOINT} (--weights)" in result.stdout
+
+
+def test_fuse_takes_a_registered_dataset(data_root, tmp_path):
+    code = cli.main(["fuse", "--method", "average", "--dataset", "tno_marne_04", "--out", str(tmp_path / "out")])
+    assert code == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [f"{data.list_pairs('tno_marne_04')[0].stem}.png"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "nope"], "unknown data set 'nope'"),
+    (["--dataset", "tno42", "--ir", "x"], "either --dataset or --ir/--vis"),
+    (["--ir", "x"], "--dataset NAME, or both --ir DIR and --vis DIR"),
+])
+def test_fuse_bad_source_options_are_one_error_and_write_nothing(tmp_path, capsys, args, message):
+    code = cli.main(["fuse", "--method", "average", *args, "--out", str(tmp_path / "out")])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_methods_table_describes_every_method(tmp_path, monkeypatch):
+    from fusion_core import methods
+
+    table_csv = tmp_path / "speed.csv"
+    table_csv.write_text("method,s_per_pair\naverage,0.0123\n")
+    monkeypatch.setattr(methods, "SPEED_TABLE", table_csv)
+    table = methods.method_table()
+    lines = {line.split()[0]: line for line in table.splitlines() if line.split()}
+    for name in methods.method_names():
+        assert name in lines
+    assert "0.01" in lines["average"] and "not measured" in lines["cbf"]
+    assert "learned" in lines["didfuse"] and "sal+cam" in lines["didfuse"] and "Zhao et al. 2020" in lines["didfuse"]
+    assert "classical" in lines["cbf"] and "Kumar 2015" in lines["cbf"]
+    assert "r2n_1_seed0.pt" in lines["res2netfuse"]
+
+
+def test_methods_and_conventions_commands_print_their_tables():
+    from fusion_core.metrics import CONVENTIONS
+
+    methods_out = run_cli("methods")
+    assert methods_out.returncode == 0 and "default weights" in methods_out.stdout
+    conventions_out = run_cli("conventions")
+    assert conventions_out.returncode == 0
+    for name in CONVENTIONS:
+        assert f"\n{name} " in conventions_out.stdout
+    assert "Evaluation-for-Image-Fusion" in conventions_out.stdout
+
+
+def test_help_lists_methods_and_conventions_and_speaks_to_users():
+    top = run_cli("--help").stdout
+    assert "Thin" not in top and "fuse --method" in top
+    fuse_help = run_cli("fuse", "--help").stdout
+    assert all(name in fuse_help for name in ("didfuse", "res2netfuse", "cbf", "gff"))
+    score_help = run_cli("score", "--help").stdout
+    assert all(name in score_help for name in ("tang", "vifb", "li", "didfuse"))
+
+
+def test_score_by_dataset_prints_mean_and_std_skips_sources_without_fused(data_root, tmp_path):
+    fused = _fused_folder(tmp_path)
+    result = run_cli("score", "--fused", str(fused), "--dataset", "tno42", "--metrics", "EN,SD,Qabf")
+    assert result.returncode == 0, result.stderr
+    assert "scored 3 images" in result.stdout and "39 source pairs without a fused image skipped" in result.stdout
+    en = next(line for line in result.stdout.splitlines() if line.split()[:1] == ["EN"])
+    assert "±" in en
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fused"]  # nothing written without --out
+
+
+def test_score_in_parallel_equals_one_process_and_folders_equal_dataset(data_root, tmp_path):
+    import csv
+
+    fused = _fused_folder(tmp_path)
+    ir, vis = _pair_folders(tmp_path, SMALL)
+    runs = {"jobs2": ["--dataset", "tno42", "--jobs", "2"], "jobs1": ["--dataset", "tno42", "--jobs", "1"],
+            "dirs": ["--ir", str(ir), "--vis", str(vis), "--jobs", "2"]}
+    tables = {}
+    for name, args in runs.items():
+        assert cli.main(["score", "--fused", str(fused), *args, "--out", str(tmp_path / f"{name}.csv")]) == 0
+        tables[name] = list(csv.DictReader(open(tmp_path / f"{name}.csv")))
+    assert [row["image"] for row in tables["jobs1"]] == ["05", "08", "11"]
+    assert tables["jobs2"] == tables["jobs1"] == tables["dirs"]  # same digits, whatever the process count
+
+
+def test_score_fused_image_without_sources_is_an_error_and_writes_nothing(data_root, tmp_path, capsys):
+    fused = _fused_folder(tmp_path)
+    shutil.copy(fused / "08.png", fused / "extra.png")
+    code = cli.main(["score", "--fused", str(fused), "--dataset", "tno42", "--out", str(tmp_path / "s.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"error: {fused / 'extra.png'}: no infrared and visible source")
+    ir, vis = _pair_folders(tmp_path, ["08", "05"])  # 11 has no sources in these folders
+    code = cli.main(["score", "--fused", str(fused), "--ir", str(ir), "--vis", str(vis), "--out", str(tmp_path / "s.csv")])
+    assert code == 2 and f"{fused / '11.png'}: no infrared and visible source" in capsys.readouterr().err
+    assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "nope"], "unknown data set 'nope'"),
+    (["--dataset", "tno42", "--ir", "x"], "either --dataset or --ir/--vis"),
+    (["--vis", "x"], "--dataset NAME, or both --ir DIR and --vis DIR"),
+    (["--dataset", "tno42", "--convention", "nope"], "unknown convention 'nope'"),
+    (["--dataset", "tno42", "--metrics", "EN,NOPE"], "unknown metric 'NOPE'"),
+    (["--dataset", "tno42", "--jobs", "0"], "--jobs 0"),
+])
+def test_score_bad_options_are_one_error_and_write_nothing(data_root, tmp_path, capsys, args, message):
+    fused = _fused_folder(tmp_path, stems=["08"])
+    code = cli.main(["score", "--fused", str(fused), *args, "--out", str(tmp_path / "s.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and message in err
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_score_out_must_be_a_file(data_root, tmp_path, capsys):
+    fused = _fused_folder(tmp_path, stems=["08"])
+    code = cli.main(["score", "--fused", str(fused), "--dataset", "tno42", "--out", str(tmp_path)])
+    assert code == 2 and f"{tmp_path}: is a folder" in capsys.readouterr().err
+
+
+def test_threaded_box_filter_gives_one_threads_values():
+    import torch
+
+    from fusion_core.strategies import box_filter
+
+    x = torch.rand(1, 9, 40, 50)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = box_filter(x, 7)
+        torch.set_num_threads(3)
+        assert torch.equal(box_filter(x, 7), one)
+    finally:
+        torch.set_num_threads(threads)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..methods import METHODS
+from ..methods import METHODS, DefaultWeights, describe
 from .blocks import ConvNormAct, Res2NetBlock
 
 CHANNELS = 64
@@ -159,6 +159,16 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Res2NetFuse:
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "checkpoints" / "res2netfuse" / "r2n_1_seed0.pt"
 
 
+def default_weights() -> DefaultWeights:
+    """Seed 0 of Res2NetFuse_1 (the paper's one-image training, our CPU run): the authors released no weights."""
+    return DefaultWeights(DEFAULT_WEIGHTS, "the repository's Res2NetFuse_1 checkpoint, seed 0 (the authors "
+                                           "released no weights)")
+
+
+describe("res2netfuse", "learned", "Song et al. 2021", rules=tuple(RULES),
+         colour="Y fused + min-max stretch, CbCr kept", default_weights=default_weights)
+
+
 @METHODS.register("res2netfuse")
 def build(weights=None, strategy=None, device="cpu"):
     """Res2NetFuse with ``strategy`` ∈ {l1, mean_code, mean_paper, add} (default l1); ``weights``
@@ -169,6 +179,8 @@ def build(weights=None, strategy=None, device="cpu"):
     model = load_checkpoint(weights or DEFAULT_WEIGHTS, device)
 
     def fuse(ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        return postprocess(model.fuse(ir * 255.0, vis * 255.0, strategy))
+        with torch.inference_mode():
+            return postprocess(model.fuse(ir * 255.0, vis * 255.0, strategy))
 
+    fuse.model = model  # type: ignore[attr-defined]
     return fuse
