@@ -99,7 +99,11 @@ def _fits(value, default) -> bool:
     if isinstance(default, str):
         return isinstance(value, str)
     if isinstance(default, (list, tuple)):
-        return isinstance(value, (list, tuple)) and (not default or all(_fits(v, default[0]) for v in value))
+        if not isinstance(value, (list, tuple)):
+            return False
+        if default and not all(_fits(d, default[0]) for d in default):  # a record, e.g. (top, left, h, w, "ur")
+            return len(value) == len(default) and all(_fits(v, d) for v, d in zip(value, default))
+        return not default or all(_fits(v, default[0]) for v in value)
     if isinstance(default, dict):
         return isinstance(value, dict)
     return True

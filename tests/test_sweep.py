@@ -212,6 +212,26 @@ def test_canonical_parameters_keep_the_canonical_folder_and_others_get_their_own
     assert params.redirect("res2netfuse", "eval", canonical, {"__name__": "__main__", "x": 1}) == canonical
 
 
+def test_every_committed_notebook_accepts_its_own_defaults():
+    # a nested default like DIDFuse's fig5_boxes (lists of (top, left, h, w, "ur") records) once failed here,
+    # which stopped every DIDFuse notebook at its first results_dir call
+    from fusion_core import params
+    from fusion_core.reproduce import PAPER_OF_PREFIX
+
+    for paper in set(PAPER_OF_PREFIX.values()):
+        for notebook, defaults in params.notebook_defaults(paper).items():
+            assert params.check(paper, dict(defaults))[0] == {}, notebook
+
+
+def test_a_record_parameter_is_checked_field_by_field():
+    from fusion_core import params
+
+    default = [[(0.5, 0.1, 0.2, 0.2, "ur")]]
+    assert params._fits([[(0.4, 0.1, 0.2, 0.3, "ll"), (0.1, 0.1, 0.1, 0.1, "lr")]], default)
+    assert not params._fits([[(0.4, 0.1, 0.2, "ll")]], default)  # a field missing
+    assert not params._fits([[(0.4, 0.1, 0.2, 0.3, 7)]], default)  # the corner is a string
+
+
 def test_a_parameter_of_the_wrong_type_stops_with_one_message_that_says_how_to_pass_it():
     from fusion_core import params
 
