@@ -275,7 +275,7 @@ def test_cli_scores_a_folder_and_writes_one_row_per_image(tmp_path, capsys):
     assert "EN" in capsys.readouterr().out
 
 
-def test_cli_names_the_stem_without_partner_and_writes_nothing(tmp_path, capsys):
+def test_cli_names_a_fused_image_without_sources_and_writes_nothing(tmp_path, capsys):
     from fusion_core.cli import main
 
     for sub in ("f", "ir", "vis"):
@@ -286,7 +286,8 @@ def test_cli_names_the_stem_without_partner_and_writes_nothing(tmp_path, capsys)
     rc = main(["score", "--fused", str(tmp_path / "f"), "--ir", str(tmp_path / "ir"), "--vis", str(tmp_path / "vis"),
                "--out", str(out)])
     assert rc == 2 and not out.exists()
-    assert "02.png: no partner with stem '02'" in capsys.readouterr().err
+    # score is driven by the fused folder (issue 17): a fused image without its sources is the error
+    assert "f/02.png: no infrared and visible source with stem '02'" in capsys.readouterr().err
 
 
 def test_cli_reports_a_size_mismatch_with_the_file(tmp_path, capsys):
