@@ -129,8 +129,9 @@ def _sweep_jobs(ctx: Context, jobs, logs: Path, seconds: float, deadline_fractio
 
 def _didfuse_checkpoints(ctx: Context) -> tuple[Path, str, list[str]]:
     """(checkpoint folder, trainer profile, extra trainer options) of this campaign's DIDFuse trainings."""
-    if ctx.tiny:  # the quick notebook profile's own folder and settings, seeds 90+ so nothing else is touched
-        return REPO / "build" / "quick" / "checkpoints" / "didfuse", "quick", ["--epochs", "2", "--max-pairs", "4"]
+    if ctx.tiny:  # the quick trainer's settings in the campaign's own folder: the quick notebooks take every
+        # complete model of build/quick/checkpoints, so a dry run there would change what make test prints
+        return ctx.work / "checkpoints" / "didfuse", "quick", ["--epochs", "2", "--max-pairs", "4"]
     return REPO / "checkpoints" / "didfuse", "full", []
 
 
@@ -193,7 +194,7 @@ def didfuse_raw(ctx: Context, seconds: float):
     notebook_profile = "quick" if ctx.tiny else "full"
     command = ["python", "-m", "fusion_core.papers.didfuse.experiment", "raw", "--profile", notebook_profile,
                "--model-profile", "full", "--variant", "full", "--sets", ",".join(roles), "--threads", "1",
-               "--out", str(out)]
+               "--out", str(out), *(["--checkpoints", str(folder)] if ctx.tiny else [])]
     jobs = [sweep.Job(f"raw_seed{s.seed}", [sys.executable, *command[1:], "--seeds", str(s.seed), "--strategies",
                                             exp.PAPER_RULE + (",sum" if s.seed in (0, 90) else "")])
             for s in models]

@@ -261,11 +261,12 @@ def baseline_source(method: str) -> Source:
 
 
 def sources_for(variant: str, profile: str, seeds: Sequence[int] | None = None,
-                model_profile: str | None = None) -> list[Source]:
-    """The sources a command line ``--variant`` names: trained models (optionally some seeds), released, a baseline."""
+                model_profile: str | None = None, checkpoint_dir: str | Path | None = None) -> list[Source]:
+    """The sources a command line ``--variant`` names: trained models (optionally some seeds; from the profile's
+    checkpoint folder or ``checkpoint_dir``), released, a baseline."""
     if variant in VARIANTS:
         config = settings(profile, model_profile)
-        return [s for s in discover(config.checkpoint_dir, config.train_profile)
+        return [s for s in discover(checkpoint_dir or config.checkpoint_dir, config.train_profile)
                 if s.variant == variant and (seeds is None or s.seed in seeds)]
     if variant == "released":
         return [released_source()]
@@ -785,11 +786,11 @@ def _raw(args) -> int:
         cv2.setNumThreads(args.threads)
     out = results_dir(PAPER, args.profile) if args.out is None else Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    sources = sources_for(args.variant, args.profile, seeds, args.model_profile)
+    sources = sources_for(args.variant, args.profile, seeds, args.model_profile, args.checkpoints)
     if not sources:
         config = settings(args.profile, args.model_profile)
         print(f"error: no complete {config.train_profile} '{args.variant}' model (seeds {seeds}) in "
-              f"{config.checkpoint_dir}", file=sys.stderr)
+              f"{args.checkpoints or config.checkpoint_dir}", file=sys.stderr)
         return 2
     rules = [r.strip() for r in args.strategies.split(",")] if args.strategies else [PAPER_RULE]
     for rule in rules:
@@ -821,6 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
     raw.add_argument("--sets", default="test_tno,test_flir,test_nir", help="split roles, comma-separated")
     raw.add_argument("--strategies", help=f"fusion rules, comma-separated (default {PAPER_RULE})")
     raw.add_argument("--threads", type=int, help="torch and OpenCV CPU threads")
+    raw.add_argument("--checkpoints", help="checkpoint folder of the trained variants (default: the profile's)")
     return parser
 
 
