@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fusion_core import campaign, data
+from fusion_core import campaign
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,11 +41,7 @@ def test_the_plan_lists_the_steps_in_priority_order():
 
 
 @pytest.mark.slow
-def test_cpu_dry_run_of_the_whole_campaign_packs_every_step(tmp_path):
-    try:
-        data.load_split("didfuse", "train")
-    except data.DataError as exc:
-        pytest.skip(f"training data missing: {exc}")
+def test_cpu_dry_run_of_the_whole_campaign_packs_every_step(didfuse_training_pairs, tmp_path):
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "fusion_core.campaign", str(out), "--tiny"], cwd=REPO,
                             capture_output=True, text=True, timeout=1200)

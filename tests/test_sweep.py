@@ -80,11 +80,7 @@ def _state(path):
 
 
 @pytest.mark.slow
-def test_concurrent_time_budgeted_sweep_resumes_to_the_same_weights_as_one_direct_run(tmp_path):
-    try:
-        data.load_split("didfuse", "train")
-    except data.DataError as exc:
-        pytest.skip(f"training data missing: {exc}")
+def test_concurrent_time_budgeted_sweep_resumes_to_the_same_weights_as_one_direct_run(didfuse_training_pairs, tmp_path):
     out, logs = tmp_path / "ckpt", tmp_path / "logs"
     train = ["--", "python", "-m", "fusion_core.train_didfuse", "--profile", "quick", "--epochs", "2", "--max-pairs",
              "4", "--out", str(out), "--no-progress"]
@@ -128,11 +124,8 @@ def _direct(out, seed, ablation, epochs):
 
 
 @pytest.mark.slow
-def test_two_by_two_grid_on_two_workers_survives_a_killed_worker_with_the_weights_of_direct_runs(tmp_path):
-    try:
-        data.load_split("didfuse", "train")
-    except data.DataError as exc:
-        pytest.skip(f"training data missing: {exc}")
+def test_two_by_two_grid_on_two_workers_survives_a_killed_worker_with_the_weights_of_direct_runs(
+        didfuse_training_pairs, tmp_path):
     from distributed import Client
 
     out, logs, epochs = tmp_path / "ckpt", tmp_path / "logs", 6
@@ -170,11 +163,8 @@ def test_two_by_two_grid_on_two_workers_survives_a_killed_worker_with_the_weight
         assert all(torch.equal(swept[k], direct[k]) for k in direct), job.name
 
 
-def test_a_finished_job_returns_at_once_without_reading_the_training_images(tmp_path, monkeypatch):
-    try:
-        data.load_split("didfuse", "train")
-    except data.DataError as exc:
-        pytest.skip(f"training data missing: {exc}")
+def test_a_finished_job_returns_at_once_without_reading_the_training_images(
+        didfuse_training_pairs, tmp_path, monkeypatch):
     from fusion_core import train_didfuse
 
     _direct(tmp_path, 0, None, 1)
