@@ -8,7 +8,7 @@ NB      ?=
 VERIFY  ?= sample
 PARAMS  ?=
 
-.PHONY: env reproduce test unit nbval test-portable verify notebook bench clean-quick
+.PHONY: env reproduce test unit nbval test-portable verify notebook sync bench clean-quick
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=python3.11)")'
@@ -45,8 +45,14 @@ verify: env
 	$(PY) -m fusion_core verify
 
 ## make notebook NB=00_datasets: re-execute a committed notebook in place under the quick profile
+## (refused while it disagrees with its paired script; the script is synced after)
 notebook: env
 	$(PY) -m fusion_core.reproduce refresh $(wildcard notebooks/$(NB)*.ipynb)
+
+## make sync: each notebooks/NN_name.ipynb and its paired script NN_name.py (jupytext --sync, notebooks/jupytext.toml)
+## get the cells of the newer of the two; outputs stay in the .ipynb; new cells get content-derived ids
+sync: env
+	$(PY) -m fusion_core.reproduce sync
 
 bench: env
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

@@ -17,12 +17,18 @@ therefore changes only the run manifests.
 
 ``python -m fusion_core.reproduce refresh notebooks/X.ipynb`` re-executes a committed notebook in place
 under ``quick`` so that its ``nbval-check-output`` cells hold the outputs ``make test`` compares.
+
+Each notebook is paired by jupytext with a percent script of the same name (``notebooks/X.py``,
+``notebooks/jupytext.toml``): one source in two files, the script for review and editing, the notebook for
+the outputs. ``python -m fusion_core.reproduce sync`` (``make sync``) brings every pair together; a run or
+refresh refuses a pair whose cells disagree (:func:`check_pair`) before executing anything.
 """
 from __future__ import annotations
 
 import ast
 import csv
 import datetime as dt
+import hashlib
 import io as _io
 import os
 import platform
@@ -65,6 +71,101 @@ def find_notebooks(only: str | None = None) -> list[Path]:
         if not books:
             raise ValueError(f"no notebook in {NOTEBOOK_DIR} matches '{only}'")
     return books
+
+
+class NotebookPairError(ValueError):
+    """A notebook and its paired script (jupytext) disagree, or one of the two is missing."""
+
+
+def paired_script(notebook: Path) -> Path:
+    """``notebooks/X.ipynb`` → ``notebooks/X.py``, its jupytext pair (percent format)."""
+    return Path(notebook).with_suffix(".py")
+
+
+def _shown(path: Path) -> str:
+    path = Path(path).resolve()
+    return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def _cells(path: Path) -> list[tuple[str, str, list[str]]]:
+    import jupytext
+
+    return [(c.cell_type, c.source, list(c.metadata.get("tags", []))) for c in jupytext.read(path).cells]
+
+
+def pair_difference(notebook: Path) -> str | None:
+    """What first differs between a notebook and its paired script, read both with jupytext: a missing file,
+    or the first cell whose type, source or tags differ, or the cell count. None when they agree.
+
+    Outputs, ids and other metadata are not compared: outputs live only in the notebook."""
+    notebook, script = Path(notebook), paired_script(notebook)
+    for path in (notebook, script):
+        if not path.is_file():
+            return f"{_shown(path)} is missing"
+    ours, theirs = _cells(notebook), _cells(script)
+    for index, (a, b) in enumerate(zip(ours, theirs)):
+        for field, x, y in zip(("type", "source", "tags"), a, b):
+            if x == y:
+                continue
+            where = ""
+            if field == "source":  # show the first line that differs, not the whole cell
+                x, y = x.splitlines() + [""], y.splitlines() + [""]
+                line = next(i for i, (u, v) in enumerate(zip(x, y)) if u != v)
+                where, x, y = f" (line {line + 1})", x[line], y[line]
+            return (f"cell {index} ({a[0]}) differs in its {field}{where}: "
+                    f"{x!r:.100} in the notebook, {y!r:.100} in the script")
+    if len(ours) != len(theirs):
+        return f"{notebook.name} has {len(ours)} cells, {script.name} has {len(theirs)}"
+    return None
+
+
+def check_pair(notebook: Path) -> None:
+    """Raise :class:`NotebookPairError` unless the notebook and its paired script hold the same cells."""
+    difference = pair_difference(notebook)
+    if difference:
+        raise NotebookPairError(f"{_shown(notebook)} and {_shown(paired_script(notebook))} disagree: {difference}; "
+                                "run `make sync` (the newer file wins) before running the notebook")
+
+
+def _stable_id(cell, index: int, taken: set[str]) -> str:
+    salt = 0
+    while True:
+        text = f"{index}\n{cell.cell_type}\n{cell.source}\n{salt}".encode()
+        candidate = hashlib.sha256(text).hexdigest()[:8]
+        if candidate not in taken:
+            return candidate
+        salt += 1
+
+
+def sync_pair(path: Path) -> Path:
+    """``jupytext --sync`` one pair (``path``: the notebook or its script; the newer file's cells win, the
+    notebook keeps its outputs). A cell new to the notebook gets an id derived from its place and source
+    instead of jupytext's random one, so that syncing the same script twice, anywhere, writes the same bytes.
+    Returns the notebook's path."""
+    import nbformat
+    from jupytext.cli import jupytext as jupytext_cli
+
+    notebook = Path(path).with_suffix(".ipynb")
+    script = paired_script(notebook)
+    kept = {c.get("id") for c in nbformat.read(notebook, as_version=4).cells} if notebook.is_file() else set()
+    jupytext_cli(["--sync", "--quiet", str(notebook if notebook.is_file() else script)])
+    nb = nbformat.read(notebook, as_version=4)
+    taken = {c.get("id") for c in nb.cells if c.get("id") in kept}
+    fresh = [(i, c) for i, c in enumerate(nb.cells) if c.get("id") not in kept]
+    for index, cell in fresh:
+        cell["id"] = _stable_id(cell, index, taken)
+        taken.add(cell["id"])
+    if fresh:
+        with atomic_write(notebook, "w") as handle:
+            nbformat.write(nb, handle)
+        os.utime(script)  # the script stays the newer file, as jupytext's contents manager expects
+    return notebook
+
+
+def notebook_pairs() -> list[Path]:
+    """Every notebook of ``notebooks/`` that has a notebook or a script (``NN_name.ipynb`` / ``NN_name.py``)."""
+    stems = {p.stem for pattern in ("[0-9][0-9]*.ipynb", "[0-9][0-9]*.py") for p in NOTEBOOK_DIR.glob(pattern)}
+    return [NOTEBOOK_DIR / f"{stem}.ipynb" for stem in sorted(stems)]
 
 
 def git_sha() -> str:
@@ -228,6 +329,8 @@ def run_notebooks(profile: str = "eval", only: str | None = None, verify: str = 
                   params: dict | None = None) -> int:
     """Execute the notebooks (``only``: names or papers containing it); ``params`` are extra notebook parameters."""
     books = find_notebooks(only)
+    for notebook in books:  # all pairs agree, or nothing runs
+        check_pair(notebook)
     failures = []
     for notebook in books:
         paper = paper_of(notebook)
@@ -289,11 +392,15 @@ def verify_manifest() -> int:
 
 
 def refresh_notebook(path: Path, timeout: int = 1800) -> None:
-    """Execute a committed notebook in place under the quick profile (its stored outputs become the nbval reference)."""
+    """Execute a committed notebook in place under the quick profile (its stored outputs become the nbval reference).
+
+    Refuses a notebook whose paired script disagrees (:func:`check_pair`), and syncs the script afterwards
+    (same cells; the outputs stay in the notebook only)."""
     import nbformat
     from nbclient import NotebookClient
 
     path = Path(path)
+    check_pair(path)
     nb = nbformat.read(path, as_version=4)
     os.environ["FUSION_PROFILE"] = "quick"
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
@@ -301,13 +408,31 @@ def refresh_notebook(path: Path, timeout: int = 1800) -> None:
     _clean(nb)
     with atomic_write(path, "w") as handle:
         nbformat.write(nb, handle)
+    sync_pair(path)
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) >= 2 and argv[0] == "refresh":
+        for name in argv[1:]:  # every pair is checked before the first one executes
+            check_pair(Path(name))
+        for name in argv[1:]:
+            print(f"refreshing {name} under the quick profile", flush=True)
+            refresh_notebook(Path(name))
+        return 0
+    if argv[:1] == ["sync"]:
+        for path in [Path(a) for a in argv[1:]] or notebook_pairs():
+            sync_pair(path)
+            print(f"in sync: {_shown(path.with_suffix('.ipynb'))} = {_shown(paired_script(path))}", flush=True)
+        return 0
+    print("usage: python -m fusion_core.reproduce refresh notebooks/NN_name.ipynb ...\n"
+          "       python -m fusion_core.reproduce sync [notebooks/NN_name.ipynb ...]   (all pairs by default)",
+          file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 3 and sys.argv[1] == "refresh":
-        for name in sys.argv[2:]:
-            print(f"refreshing {name} under the quick profile", flush=True)
-            refresh_notebook(Path(name))
-    else:
-        print("usage: python -m fusion_core.reproduce refresh notebooks/NN_name.ipynb ...", file=sys.stderr)
+    try:
+        raise SystemExit(main(sys.argv[1:]))
+    except NotebookPairError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2)
