@@ -5,7 +5,7 @@
 
 One iteration = encode–decode 24 IR and 24 VIS crops, Eq. 5, backward, Adam step (loss preset
 "paper"; AMP on CUDA as fusion_core.train uses it). Crops are the centre crops of the first 24 pairs of
-data/splits/didfuse/train.txt. Extrapolated to the full protocol: 120 epochs × ⌈pairs / 24⌉ iterations
+fusion_core/papers/didfuse/splits/train.txt. Extrapolated to the full protocol: 120 epochs × ⌈pairs / 24⌉ iterations
 — 960 on our FLIR-Train-180 substitute, 1,440 on the paper's 286 pairs. ``--concurrent K`` runs K
 trainings at once (spawned processes, as ``python -m fusion_core.sweep --parallel K`` does; CPU
 threads split between them) and reports their summed throughput, the speed-up over one run and
@@ -25,8 +25,8 @@ import torch
 
 from fusion_core import data
 from fusion_core.io import write_csv
-from fusion_core.losses import DIDFuseLoss
-from fusion_core.nets.didfuse import DIDFuse
+from fusion_core.papers.didfuse.loss import DIDFuseLoss
+from fusion_core.papers.didfuse.model import DIDFuse
 from fusion_core.train import CropPairs, seed_everything
 
 BATCH, EPOCHS = 24, 120

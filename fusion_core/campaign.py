@@ -142,7 +142,7 @@ def _train_didfuse(ctx: Context, seconds: float, variants: list[str], name: str,
 
     folder, profile, extra = _didfuse_checkpoints(ctx)
     chunk = max(0.45 * seconds / 60, 0.05)
-    command = ["python", "-m", "fusion_core.train_didfuse", "--profile", profile, "--device", ctx.device, "--out",
+    command = ["python", "-m", "fusion_core.papers.didfuse.train", "--profile", profile, "--device", ctx.device, "--out",
                str(folder), "--no-progress", "--max-minutes", f"{chunk:.2f}", *extra]
     jobs = sweep.build_jobs(command, seeds, [("ablation", variants)])
     logs = ctx.work / name

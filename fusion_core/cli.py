@@ -69,7 +69,7 @@ def cmd_fuse(args) -> int:
         print(f"{args.method}: {note}", flush=True)
     keep_freed_memory()
     start = time.perf_counter()
-    written = fuse_pairs(args.method, pairs, args.out, weights, args.strategy, args.device)
+    written = fuse_pairs(args.method, pairs, args.out, weights, args.rule, args.device)
     print(f"fused {len(written)} pairs with {args.method} into {args.out} ({time.perf_counter() - start:.1f} s)")
     return 0
 
@@ -147,7 +147,8 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (PNG per pair)")
     p.add_argument("--weights", help="checkpoint file (or folder of released weights); learned methods default to "
                                      "the checkpoint `methods` lists")
-    p.add_argument("--strategy", help="fusion rule of a learned method (see `methods`)")
+    p.add_argument("--rule", "--strategy", dest="rule", help="fusion rule of a learned method (see `methods`; "
+                   "--strategy is the old name)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.set_defaults(func=cmd_fuse)
 

@@ -33,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from .io import atomic_write, sha256_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SPLITS_DIR = REPO_ROOT / "data" / "splits"
+PAPERS_DIR = Path(__file__).resolve().parent / "papers"  # each paper's split lists in <paper>/splits/
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
 # BT.601 full-range (JPEG) luma weights; MATLAB's rgb2gray uses the same to 3 decimals.
@@ -230,9 +230,14 @@ def _read_list(path: Path, what: str) -> list[str]:
     return [e for e in entries if e]
 
 
+def split_path(paper: str, role: str) -> Path:
+    """``fusion_core/papers/<paper>/splits/<role>.txt``: a split (pairs) or image list of one paper."""
+    return PAPERS_DIR / paper / "splits" / f"{role}.txt"
+
+
 def load_split(paper: str, role: str) -> list[Pair]:
-    """Pairs listed in ``data/splits/<paper>/<role>.txt`` (lines ``<dataset>/<stem>``, # comments)."""
-    path = SPLITS_DIR / paper / f"{role}.txt"
+    """Pairs listed in ``fusion_core/papers/<paper>/splits/<role>.txt`` (lines ``<dataset>/<stem>``, # comments)."""
+    path = split_path(paper, role)
     wanted = _read_list(path, "split file")
     by_set: dict[str, dict[str, Pair]] = {}
     pairs = []
@@ -247,7 +252,7 @@ def load_split(paper: str, role: str) -> list[Pair]:
 
 
 def write_split(paper: str, role: str, pairs: Iterable[Pair], header: str = "") -> Path:
-    path = SPLITS_DIR / paper / f"{role}.txt"
+    path = split_path(paper, role)
     lines = [f"# {line}" for line in header.splitlines()] + [p.name for p in pairs]
     with atomic_write(path, "w") as handle:
         handle.write("\n".join(lines) + "\n")
@@ -506,8 +511,8 @@ def natural_image(spec: str) -> np.ndarray:
 
 
 def load_image_list(paper: str, name: str) -> list[str]:
-    """Image specs (see :func:`natural_image`) listed in ``data/splits/<paper>/<name>.txt``."""
-    specs = _read_list(SPLITS_DIR / paper / f"{name}.txt", "image list")
+    """Image specs (see :func:`natural_image`) listed in ``fusion_core/papers/<paper>/splits/<name>.txt``."""
+    specs = _read_list(split_path(paper, name), "image list")
     if not specs:
-        raise DataError(f"{SPLITS_DIR / paper / f'{name}.txt'}: lists no image")
+        raise DataError(f"{split_path(paper, name)}: lists no image")
     return specs

@@ -41,7 +41,7 @@ def fuse_and_score(
     convention: str,
     metrics: Sequence[str] | None = None,
     weights=None,
-    strategy: str | None = None,
+    rule: str | None = None,
     device: str = "cpu",
     fused_dir: str | Path | None = None,
     crop: tuple[int, int] | None = None,
@@ -52,9 +52,9 @@ def fuse_and_score(
 
     for pair in pairs:
         data.check_pair(pair)
-    fuser = build_method(method, weights=weights, strategy=strategy, device=device)
+    fuser = build_method(method, weights=weights, rule=rule, device=device)
     rows = []
-    label = method if strategy is None else f"{method}/{strategy}"
+    label = method if rule is None else f"{method}/{rule}"
     for pair in tqdm(pairs, desc=f"fuse+score {label}", unit="pair", disable=not progress):
         images = crop_images(data.load_pair(pair), crop)
         fused = quantise(fuse_images(fuser, images, device))

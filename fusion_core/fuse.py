@@ -48,7 +48,7 @@ def fuse_pairs(
     pairs: Sequence[data.Pair],
     out_dir: str | Path,
     weights=None,
-    strategy=None,
+    rule=None,
     device: str = "cpu",
     progress: bool = True,
 ) -> list[Path]:
@@ -62,7 +62,7 @@ def fuse_pairs(
         raise ValueError(f"--device {device}: no CUDA device is available on this machine")
     for pair in pairs:
         data.check_pair(pair)
-    fuser = build_method(method, weights=weights, strategy=strategy, device=device)
+    fuser = build_method(method, weights=weights, rule=rule, device=device)
     out_dir = Path(out_dir)
     written = []
     for pair in tqdm(pairs, desc=f"fuse {method}", unit="pair", disable=not progress):

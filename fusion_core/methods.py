@@ -3,12 +3,12 @@
 A method is registered as a *builder*::
 
     @METHODS.register("average")
-    def build(weights=None, strategy=None, device="cpu") -> Fuser: ...
+    def build(weights=None, rule=None, device="cpu") -> Fuser: ...
 
 and the built ``Fuser`` maps ``(ir, vis)`` — float tensors N×1×H×W in [0, 1] on ``device`` — to the
 fused N×1×H×W tensor in [0, 1]. Colour is handled outside the method (Y of YCbCr is fused, CbCr
 re-attached by :func:`fusion_core.fuse.fuse_pairs`). Learned methods take ``weights`` (a checkpoint
-file or folder) and a fusion ``strategy`` name; classical ones reject options they do not use.
+file or folder) and a fusion ``rule`` name; classical ones reject options they do not use.
 
 What a user (the ``methods`` table, ``compare``) needs to know about a method is data next to its
 builder: :func:`describe` records a :class:`MethodInfo` (kind, paper, fusion rules, default weights and
@@ -51,7 +51,7 @@ class MethodInfo:
     name: str
     kind: str  # "classical" | "learned"
     paper: str
-    rules: tuple[str, ...] = ()  # fusion rules a learned method accepts (``--strategy``), default first
+    rules: tuple[str, ...] = ()  # fusion rules a learned method accepts (``--rule``), default first
     colour: str = COLOUR_Y
     default_weights: Callable[[], DefaultWeights] | None = field(default=None, compare=False)
 
@@ -67,17 +67,17 @@ def describe(name: str, kind: str, paper: str, rules=(), colour: str = COLOUR_Y,
     return info
 
 
-def no_options(name: str, weights=None, strategy=None) -> None:
-    """Classical methods take no weights or strategy: say so instead of silently ignoring them."""
+def no_options(name: str, weights=None, rule=None) -> None:
+    """Classical methods take no weights or fusion rule: say so instead of silently ignoring them."""
     if weights is not None:
         raise ValueError(f"method '{name}' takes no --weights")
-    if strategy is not None:
-        raise ValueError(f"method '{name}' takes no --strategy")
+    if rule is not None:
+        raise ValueError(f"method '{name}' takes no --rule")
 
 
-def build_method(name: str, weights=None, strategy=None, device: str = "cpu") -> Fuser:
+def build_method(name: str, weights=None, rule=None, device: str = "cpu") -> Fuser:
     _load_all()
-    return METHODS[name](weights=weights, strategy=strategy, device=device)
+    return METHODS[name](weights=weights, rule=rule, device=device)
 
 
 def method_names() -> list[str]:
@@ -132,8 +132,8 @@ def _module_doc(builder, depth: int = 3) -> str:
 
 
 def _load_all() -> None:
-    # Importing the packages registers their methods (one file per method / network).
-    from . import classical, nets  # noqa: F401
+    # Importing the packages registers their methods (one file per classical method, papers/<p>/model.py).
+    from . import classical, papers  # noqa: F401
 
 
 SPEED_TABLE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "fuse_speed_cpu.csv"

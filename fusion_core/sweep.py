@@ -4,7 +4,7 @@ One small network (DIDFuse: 0.26 M parameters, batch 24 at 128²) leaves most of
 a seed sweep runs K trainings at once on the same device instead of one after another::
 
     python -m fusion_core.sweep --parallel 8 --gpu --seeds 0-24 --vary ablation=full,exp1,exp2,exp3,exp4,exp5 \\
-        --logs build/sweep -- python -m fusion_core.train_didfuse --profile full --device cuda --max-minutes 9
+        --logs build/sweep -- python -m fusion_core.papers.didfuse.train --profile full --device cuda --max-minutes 9
 
 Each job is the command after ``--`` plus ``--seed S`` and one ``--KEY VALUE`` per ``--vary``; a
 leading ``python``/``python3`` is replaced by this interpreter. Every job is one Dask task that runs

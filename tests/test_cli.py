@@ -95,7 +95,7 @@ def test_learned_method_fuses_without_weights_and_says_which(data_root, tmp_path
     from fusion_core.methods import resolve_weights
 
     ir, vis = _pair_folders(tmp_path, ["08"])
-    extra = ["--strategy", "sum"] if method == "didfuse" else []
+    extra = ["--rule", "sum"] if method == "didfuse" else []
     result = run_cli("fuse", "--method", method, "--ir", str(ir), "--vis", str(vis), "--out", str(tmp_path / "out"),
                      *extra)
     assert result.returncode == 0, result.stderr
@@ -105,7 +105,7 @@ def test_learned_method_fuses_without_weights_and_says_which(data_root, tmp_path
 
 
 def test_didfuse_default_is_the_released_weights_else_the_reference_checkpoint(data_root, tmp_path, monkeypatch):
-    from fusion_core.nets import didfuse
+    from fusion_core.papers.didfuse import model as didfuse
 
     released = didfuse.released_weights_dir()
     if all((released / name).is_file() for name in didfuse.RELEASED_FILES):
@@ -118,10 +118,10 @@ def test_didfuse_default_is_the_released_weights_else_the_reference_checkpoint(d
 
 
 def test_explicit_weights_override_the_default(data_root, tmp_path):
-    from fusion_core.nets.didfuse import REFERENCE_CHECKPOINT
+    from fusion_core.papers.didfuse.model import REFERENCE_CHECKPOINT
 
     ir, vis = _pair_folders(tmp_path, ["08"])
-    result = run_cli("fuse", "--method", "didfuse", "--weights", str(REFERENCE_CHECKPOINT), "--strategy", "sum",
+    result = run_cli("fuse", "--method", "didfuse", "--weights", str(REFERENCE_CHECKPOINT), "--rule", "sum",
                      "--ir", str(ir), "--vis", str(vis), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert f"weights {REFERENCE_CHECKPOINT} (--weights)" in result.stdout
@@ -243,7 +243,7 @@ def test_score_out_must_be_a_file(data_root, tmp_path, capsys):
 def test_threaded_box_filter_gives_one_threads_values():
     import torch
 
-    from fusion_core.strategies import box_filter
+    from fusion_core.rules import box_filter
 
     x = torch.rand(1, 9, 40, 50)
     threads = torch.get_num_threads()

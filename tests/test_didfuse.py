@@ -14,12 +14,14 @@ import torch
 from PIL import Image
 
 from fusion_core import data
-from fusion_core.losses import DIDFuseLoss, didfuse_loss, gradient_l1, ssim_loss
+from fusion_core.losses import gradient_l1, ssim_loss
+from fusion_core.papers.didfuse.loss import DIDFuseLoss, didfuse_loss
 from fusion_core.methods import build_method
 from fusion_core.nets.blocks import count_parameters
-from fusion_core.nets.didfuse import AUTHORS_STRATEGY, PARAMETERS, DIDFuse, Features, load_released
-from fusion_core.strategies import (STRATEGIES, TABLE3_STRATEGIES, box_filter, channel_weights, get_strategy,
-                                    guided_filter, histogram_saliency, l1_weights)
+from fusion_core.papers.didfuse.model import (AUTHORS_RULE, PARAMETERS, TABLE3_RULES, DIDFuse, Features,
+                                              load_released)
+from fusion_core.rules import (RULES, box_filter, channel_weights, get_rule, guided_filter, histogram_saliency,
+                               l1_weights)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -99,7 +101,7 @@ def test_forward_keeps_size_and_bounds_features():
 def test_released_weights_reproduce_authors_outputs(released, tno40, stem):
     images = data.load_pair(tno40[stem])
     with torch.no_grad():
-        fused = released.fuse(images.ir, images.vis, AUTHORS_STRATEGY)
+        fused = released.fuse(images.ir, images.vis, AUTHORS_RULE)
     diff = np.abs(data.to_uint8(fused).astype(np.float64) - _authors_image(stem))
     assert diff.mean() <= 1.0  # the issue's tolerance
     assert np.mean(diff > 0) < 1e-3 and diff.max() <= 1  # observed: all but ~1e-5 of pixels identical
@@ -111,7 +113,7 @@ def test_released_weights_reproduce_all_40_authors_outputs(released, tno40):
     for stem, pair in tno40.items():
         images = data.load_pair(pair)
         with torch.no_grad():
-            fused = released.fuse(images.ir, images.vis, AUTHORS_STRATEGY)
+            fused = released.fuse(images.ir, images.vis, AUTHORS_RULE)
         worst = max(worst, np.abs(data.to_uint8(fused).astype(np.float64) - _authors_image(stem)).mean())
     assert worst <= 1.0
 
@@ -134,7 +136,7 @@ def test_cli_fuse_with_released_weights_matches_authors(tmp_path, tno40):
         shutil.copy(source, tmp_path / kind / source.name)
     result = subprocess.run(
         [sys.executable, "-m", "fusion_core", "fuse", "--method", "didfuse", "--weights", str(WEIGHTS),
-         "--strategy", AUTHORS_STRATEGY, "--ir", str(tmp_path / "ir"), "--vis", str(tmp_path / "vis"),
+         "--rule", AUTHORS_RULE, "--ir", str(tmp_path / "ir"), "--vis", str(tmp_path / "vis"),
          "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
     fused = np.asarray(Image.open(tmp_path / "out" / f"{stem}.png"), dtype=np.float64)
@@ -143,14 +145,14 @@ def test_cli_fuse_with_released_weights_matches_authors(tmp_path, tno40):
 
 def test_missing_weights_error_names_the_path(tmp_path):
     with pytest.raises(data.DataError, match=re.escape(str(tmp_path / "Encoder_weight_IJCAI.pkl"))):
-        build_method("didfuse", weights=tmp_path, strategy="sum")
+        build_method("didfuse", weights=tmp_path, rule="sum")
 
 
 def test_incompatible_weights_error_names_the_path(tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save({"model": {"encoder.conv1.conv.weight": torch.zeros(3)}}, bad)
     with pytest.raises(data.DataError, match=re.escape(str(bad))):
-        build_method("didfuse", weights=bad, strategy="sum")
+        build_method("didfuse", weights=bad, rule="sum")
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
     with pytest.raises(data.DataError, match=re.escape(str(junk))):
@@ -159,26 +161,26 @@ def test_incompatible_weights_error_names_the_path(tmp_path):
 
 # --------------------------------------------------------------------------- fusion rules
 
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
-def test_each_strategy_fuses_released_features_to_image_shape(released, tno40, name):
+@pytest.mark.parametrize("name", (AUTHORS_RULE, *TABLE3_RULES))
+def test_each_rule_fuses_released_features_to_image_shape(released, tno40, name):
     images = data.load_pair(tno40["08"])
     ir, vis = images.ir[..., 64:128, 64:160], images.vis[..., 64:128, 64:160]
     with torch.no_grad():
-        fused = released.fuse(ir, vis, get_strategy(name, radius=7) if name.startswith("sal") else name)
+        fused = released.fuse(ir, vis, get_rule(name, "didfuse", radius=7) if name.startswith("sal") else name)
     assert fused.shape == ir.shape and torch.isfinite(fused).all()
     assert 0 <= fused.min() and fused.max() <= 1
 
 
-@pytest.mark.parametrize("name", TABLE3_STRATEGIES)
+@pytest.mark.parametrize("name", TABLE3_RULES)
 def test_fusing_a_map_with_itself_returns_it(name):
     a = torch.randn(2, 5, 17, 19, generator=torch.Generator().manual_seed(0))
-    rule = get_strategy(name, radius=4) if name.startswith("sal") else get_strategy(name)
+    rule = get_rule(name, "didfuse", radius=4) if name.startswith("sal") else get_rule(name, "didfuse")
     torch.testing.assert_close(rule(a, a.clone()), a, atol=1e-5, rtol=1e-5)
 
 
 def test_sum_rule_adds():
     a, b = torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4)
-    torch.testing.assert_close(STRATEGIES["sum"](a, b), a + b)
+    torch.testing.assert_close(RULES["sum"](a, b), a + b)
 
 
 def test_l1_weight_follows_activity():
@@ -212,12 +214,23 @@ def test_guided_filter_equals_kornia():
                                atol=1e-5, rtol=0)
 
 
-def test_strategy_options_are_checked():
-    assert get_strategy("sal+cam:radius=7,eps=0.1,pool=max").keywords == {"radius": 7, "eps": 0.1, "pool": "max"}
+def test_rule_options_are_checked():
+    assert get_rule("sal+cam:radius=7,eps=0.1,pool=max", "didfuse").keywords == {"radius": 7, "eps": 0.1, "pool": "max"}
     with pytest.raises(ValueError, match="does not take"):
-        get_strategy("ave:radius=3")
+        get_rule("ave:radius=3")
     with pytest.raises(KeyError, match="known"):
-        get_strategy("nope")
+        get_rule("nope")
+
+
+def test_rules_with_one_name_and_different_maths_are_registered_per_paper():
+    """``l1`` is a 3x3-box-blurred attention in DIDFuse and a windowless weighting in Res2NetFuse."""
+    a = torch.rand(1, 4, 9, 9, generator=torch.Generator().manual_seed(1))
+    b = torch.rand(1, 4, 9, 9, generator=torch.Generator().manual_seed(2))
+    didfuse_l1, r2n_l1 = get_rule("l1", "didfuse")(a, b), get_rule("l1", "res2netfuse")(a, b)
+    assert (didfuse_l1 - r2n_l1).abs().max() > 1e-3
+    assert get_rule("sum", "didfuse") is RULES["sum"]  # a rule with the same maths everywhere keeps its plain name
+    with pytest.raises(KeyError, match="didfuse/l1"):
+        get_rule("l1")  # no paper: the short name is ambiguous, the error lists the qualified ones
 
 
 # --------------------------------------------------------------------------- loss

@@ -6,10 +6,11 @@ import json
 import pytest
 import torch
 
-from fusion_core.losses import DIDFuseLoss, didfuse_loss, gradient_l1, reconstruction_loss
-from fusion_core.nets.didfuse import DIDFuse, load_checkpoint
-from fusion_core.strategies import box_filter
-from fusion_core.train_didfuse import ABLATIONS, train_didfuse
+from fusion_core.losses import gradient_l1, reconstruction_loss
+from fusion_core.papers.didfuse.loss import DIDFuseLoss, didfuse_loss
+from fusion_core.papers.didfuse.model import DIDFuse, load_checkpoint
+from fusion_core.rules import box_filter
+from fusion_core.papers.didfuse.train import ABLATIONS, train_didfuse
 
 
 def _in_channels(model, name):

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from fusion_core import data, report
-from fusion_core.nets.didfuse import DIDFuse, load_checkpoint
+from fusion_core.papers.didfuse.model import DIDFuse, load_checkpoint
 from fusion_core.papers.didfuse import experiment as exp
-from fusion_core.strategies import TABLE3_STRATEGIES
-from fusion_core.train_didfuse import ABLATIONS
+from fusion_core.papers.didfuse.model import TABLE3_RULES
+from fusion_core.papers.didfuse.train import ABLATIONS
 
 SMALL = ("08", "05")  # two small tno40 pairs (256², 280²)
 
@@ -220,13 +220,13 @@ def test_table5_puts_ours_next_to_reported_didfuse():
 def test_table3_compares_every_rule_with_both_reported_scenes():
     reported = report.load_reported(exp.PAPER)
     rows = []
-    for i, rule in enumerate(TABLE3_STRATEGIES):  # later rules larger, as the paper's order mostly is
+    for i, rule in enumerate(TABLE3_RULES):  # later rules larger, as the paper's order mostly is
         rows += _raw_rows("full_seed0", "full", 0, rule, "val", [1.0 + i] * 6)
     table = exp.table3(pd.DataFrame(rows), reported)
     assert len(table.dropna(subset=["ours_mean", "reported"])) == 72
     paper = reported[reported["table"] == "III"].set_index(["dataset", "method", "metric"])["value"]
     expected = sum(int(paper[(scene, "sal+cam", m)] > paper[(scene, rule, m)])  # ours: sal+cam largest everywhere
-                   for scene in exp.VAL_SCENES for m in exp.METRICS for rule in TABLE3_STRATEGIES[:-1])
+                   for scene in exp.VAL_SCENES for m in exp.METRICS for rule in TABLE3_RULES[:-1])
     assert exp.signs3(table) == (60, expected)
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from fusion_core import cli, data
-from fusion_core.losses import MSSSIM_WEIGHTS, Res2NetFuseLoss, msssim_code, ssim_code
+from fusion_core.papers.res2netfuse.loss import MSSSIM_WEIGHTS, Res2NetFuseLoss, msssim_code, ssim_code
 from fusion_core.nets.blocks import count_parameters
-from fusion_core.nets.res2netfuse import RULES, Res2NetFuse, postprocess
-from fusion_core.train_res2netfuse import ImageStack, train_model
+from fusion_core.papers.res2netfuse.model import RULES, Res2NetFuse, postprocess
+from fusion_core.papers.res2netfuse.train import ImageStack, train_model
 
 
 def test_parameter_counts_match_the_spec():
@@ -137,11 +137,11 @@ def test_res2netfuse_method_fuses_from_the_cli(data_root, tmp_path, capsys):
         (tmp_path / side).mkdir()
         image = data.read_grey(getattr(pair, side))[..., :96, :128]
         data.write_image(tmp_path / side / "01.png", image)
-    for strategy in ("l1", "mean_code"):
-        code = cli.main(["fuse", "--method", "res2netfuse", "--weights", str(ckpt), "--strategy", strategy,
-                         "--ir", str(tmp_path / "ir"), "--vis", str(tmp_path / "vis"), "--out", str(tmp_path / strategy)])
+    for rule in ("l1", "mean_code"):
+        code = cli.main(["fuse", "--method", "res2netfuse", "--weights", str(ckpt), "--rule", rule,
+                         "--ir", str(tmp_path / "ir"), "--vis", str(tmp_path / "vis"), "--out", str(tmp_path / rule)])
         assert code == 0
-        fused = data.read_grey(tmp_path / strategy / "01.png")
+        fused = data.read_grey(tmp_path / rule / "01.png")
         assert fused.shape == (1, 1, 96, 128) and fused.std() > 0.01
     assert cli.main(["fuse", "--method", "res2netfuse", "--weights", str(tmp_path / "none.pt"), "--ir", str(tmp_path / "ir"),
                      "--vis", str(tmp_path / "vis"), "--out", str(tmp_path / "x")]) == 2

@@ -82,7 +82,7 @@ def _state(path):
 @pytest.mark.slow
 def test_concurrent_time_budgeted_sweep_resumes_to_the_same_weights_as_one_direct_run(didfuse_training_pairs, tmp_path):
     out, logs = tmp_path / "ckpt", tmp_path / "logs"
-    train = ["--", "python", "-m", "fusion_core.train_didfuse", "--profile", "quick", "--epochs", "2", "--max-pairs",
+    train = ["--", "python", "-m", "fusion_core.papers.didfuse.train", "--profile", "quick", "--epochs", "2", "--max-pairs",
              "4", "--out", str(out), "--no-progress"]
     grid = ["--seeds", "0-1", "--vary", "ablation=full,exp5", "--parallel", "2", "--threads", "1"]
     first = _sweep(grid + train + ["--max-minutes", "0"], logs)  # every job stops after its first epoch
@@ -99,7 +99,7 @@ def test_concurrent_time_budgeted_sweep_resumes_to_the_same_weights_as_one_direc
     assert second.returncode == 0, second.stdout + second.stderr
     for name in names:
         assert json.loads((out / f"{name}.json").read_text())["epochs_done"] == 2
-    direct = subprocess.run([sys.executable, "-m", "fusion_core.train_didfuse", "--profile", "quick", "--epochs", "2",
+    direct = subprocess.run([sys.executable, "-m", "fusion_core.papers.didfuse.train", "--profile", "quick", "--epochs", "2",
                              "--max-pairs", "4", "--out", str(tmp_path / "direct"), "--no-progress", "--seed", "1",
                              "--ablation", "exp5"], capture_output=True, text=True, cwd=REPO, timeout=300,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -112,7 +112,7 @@ def test_concurrent_time_budgeted_sweep_resumes_to_the_same_weights_as_one_direc
 
 def _direct(out, seed, ablation, epochs):
     """The same training in this process, one thread (as the sweep's jobs)."""
-    from fusion_core.train_didfuse import train_didfuse
+    from fusion_core.papers.didfuse.train import train_didfuse
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -129,7 +129,7 @@ def test_two_by_two_grid_on_two_workers_survives_a_killed_worker_with_the_weight
     from distributed import Client
 
     out, logs, epochs = tmp_path / "ckpt", tmp_path / "logs", 6
-    command = ["python", "-m", "fusion_core.train_didfuse", "--profile", "quick", "--epochs", str(epochs),
+    command = ["python", "-m", "fusion_core.papers.didfuse.train", "--profile", "quick", "--epochs", str(epochs),
                "--max-pairs", "4", "--out", str(out), "--no-progress"]
     jobs = sweep.build_jobs(command, [0, 1], sweep.parse_vary(["ablation=full,exp5"]))
     killed = []

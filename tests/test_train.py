@@ -12,9 +12,9 @@ import torch
 
 from fusion_core import data
 from fusion_core.io import sha256_file
-from fusion_core.losses import DIDFuseLoss
+from fusion_core.papers.didfuse.loss import DIDFuseLoss
 from fusion_core.methods import build_method
-from fusion_core.nets.didfuse import DIDFuse
+from fusion_core.papers.didfuse.model import DIDFuse
 from fusion_core.train import (WEIGHTS_FORMAT, CropPairs, TrainConfig, checkpoint_paths, resume_path, seed_everything,
                                slim_checkpoint, train, weights_checksum)
 
@@ -135,14 +135,14 @@ def test_checkpoint_manifest_and_history_describe_the_run(crops, tmp_path):
 
 def test_train_cli_quick_profile_writes_a_checkpoint_the_fuse_method_loads(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "fusion_core.train_didfuse", "--profile", "quick", "--epochs", "1", "--max-pairs", "4",
+        [sys.executable, "-m", "fusion_core.papers.didfuse.train", "--profile", "quick", "--epochs", "1", "--max-pairs", "4",
          "--seed", "1", "--out", str(tmp_path), "--threads", "2", "--no-progress"],
         capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
     checkpoint = tmp_path / "didfuse_quick_seed1.pt"
     manifest = json.loads(checkpoint.with_suffix(".json").read_text())
     assert manifest["profile"] == "quick" and manifest["data"]["split"] == "didfuse/train"
-    fuser = build_method("didfuse", weights=checkpoint, strategy="ave")
+    fuser = build_method("didfuse", weights=checkpoint, rule="ave")
     ir, vis = torch.rand(1, 1, 40, 56), torch.rand(1, 1, 40, 56)
     assert fuser(ir, vis).shape == (1, 1, 40, 56)
 

@@ -48,8 +48,8 @@ def per_image(fn: ArrayFusion) -> TensorFusion:
 def register(name: str, fusion: TensorFusion, vifb_rgb: TensorFusion | None = None) -> TensorFusion:
     """Register ``fusion`` in METHODS under ``name`` (and its VIFB colour variant, if any)."""
 
-    def build(weights=None, strategy=None, device="cpu"):
-        no_options(name, weights, strategy)
+    def build(weights=None, rule=None, device="cpu"):
+        no_options(name, weights, rule)
         return fusion
 
     build.__doc__ = fusion.__doc__

@@ -14,6 +14,6 @@ def average_fusion(ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
 
 
 @METHODS.register("average")
-def build(weights=None, strategy=None, device="cpu"):
-    no_options("average", weights, strategy)
+def build(weights=None, rule=None, device="cpu"):
+    no_options("average", weights, rule)
     return average_fusion

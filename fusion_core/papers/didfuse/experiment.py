@@ -45,9 +45,9 @@ from ... import data
 from ...evaluate import crop_images, quantise
 from ...io import sha256_file, write_csv
 from ...methods import build_method, method_names
-from ...nets.didfuse import RELEASED_FILES, SKIP_FIELDS, DIDFuse, load_checkpoint, load_released
+from .model import TABLE3_RULES, RELEASED_FILES, SKIP_FIELDS, DIDFuse, load_checkpoint, load_released
 from ...report import results_dir, sign_agreement
-from ...strategies import TABLE3_STRATEGIES, fuse_features, get_strategy
+from ...rules import fuse_features, get_rule
 from ...train import progress_of, weights_checksum
 
 PAPER = "didfuse"
@@ -151,7 +151,7 @@ def fuse_with_rules(model: DIDFuse, ir: torch.Tensor, vis: torch.Tensor, rules: 
     """
     with torch.no_grad():
         ir_features, vis_features = model.encoder(ir), model.encoder(vis)
-        return {rule: model.decoder(fuse_features(ir_features, vis_features, rule, None, SKIP_FIELDS)).clamp(0, 1)
+        return {rule: model.decoder(fuse_features(ir_features, vis_features, rule, None, SKIP_FIELDS, paper=PAPER)).clamp(0, 1)
                 for rule in rules}
 
 
@@ -169,7 +169,7 @@ class Source:
     seed: int | None
     checksum: str
     fuse: Callable[[data.PairImages, Sequence[str | None]], dict]
-    rules: tuple[str, ...] | None = tuple(TABLE3_STRATEGIES) + ("sum",)
+    rules: tuple[str, ...] | None = tuple(TABLE3_RULES) + ("sum",)
     path: Path | None = None
     loader: Callable[[], DIDFuse] | None = field(default=None, repr=False)
     raw_dir: str = "raw"  # folder of its raw files: raw/ (reduced, quick, references), raw_full/ (paper protocol)
@@ -307,7 +307,7 @@ def ensure_models(profile: str, variants: Sequence[str] = VARIANTS, progress: bo
         if todo and config.train_profile == "full":
             _train_with_sweep(todo, config, parallel, max_minutes)
         elif todo:
-            from ...train_didfuse import train_didfuse
+            from .train import train_didfuse
 
             for variant, seed in todo:
                 with contextlib.redirect_stdout(io.StringIO()) if not progress else contextlib.nullcontext():
@@ -324,7 +324,7 @@ def _train_with_sweep(todo: Sequence[tuple[str, int]], config: Settings, paralle
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     parallel = parallel or (8 if device == "cuda" else 1)
-    command = [sys.executable, "-m", "fusion_core.train_didfuse", "--profile", config.train_profile, "--device",
+    command = [sys.executable, "-m", "fusion_core.papers.didfuse.train", "--profile", config.train_profile, "--device",
                device, "--out", str(config.checkpoint_dir), "--no-progress"]
     if max_minutes is not None:
         command += ["--max-minutes", str(max_minutes)]
@@ -550,7 +550,7 @@ def table3(raw: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
     at = means[(means["role"] == VAL) & (means["variant"] == "full")]
     tables = []
     for scene in VAL_SCENES:
-        runs = [_long(at[at["rule"] == rule], "III", scene, rule) for rule in TABLE3_STRATEGIES]
+        runs = [_long(at[at["rule"] == rule], "III", scene, rule) for rule in TABLE3_RULES]
         tables.append(side_by_side(reported[(reported["table"] == "III") & (reported["dataset"] == scene)],
                                    _summary(runs)))
     table = pd.concat(tables, ignore_index=True)
@@ -604,7 +604,7 @@ def larger_counts(table: pd.DataFrame) -> pd.DataFrame:
 
 def signs3(table: pd.DataFrame) -> tuple[int, int]:
     """Table III sign cells: (sal+cam − each other rule) with the paper's sign, per scene and metric."""
-    return sign_agreement(table, PAPER_RULE, [r for r in TABLE3_STRATEGIES if r != PAPER_RULE])
+    return sign_agreement(table, PAPER_RULE, [r for r in TABLE3_RULES if r != PAPER_RULE])
 
 
 def signs4(table: pd.DataFrame) -> tuple[int, int]:
@@ -794,7 +794,7 @@ def _raw(args) -> int:
         return 2
     rules = [r.strip() for r in args.strategies.split(",")] if args.strategies else [PAPER_RULE]
     for rule in rules:
-        get_strategy(rule)  # unknown names fail before any work
+        get_rule(rule, paper=PAPER)  # unknown names fail before any work
     for source in sources:
         for role in args.sets.split(","):
             for path in compute_raw(source, role.strip(), rules, args.profile, out,

@@ -21,7 +21,7 @@ import torch
 from ... import data, evaluate
 from ...io import write_csv
 from ...report import results_dir
-from ...train_res2netfuse import CHECKPOINT_DIR, train_model
+from .train import CHECKPOINT_DIR, train_model
 
 PAPER = "res2netfuse"
 # Paper's row label → our trainer ("single": one image, 2000 iterations; "many": the corpus substitute).
@@ -97,7 +97,7 @@ def fuse_raw(model: str, strategy: str, seed: int, profile: str, out: Path, pair
     """Fuse + score the test pairs with one model/strategy/seed (per-image rows)."""
     pairs = pairs if pairs is not None else test_pairs(profile)
     frame = evaluate.fuse_and_score("res2netfuse", pairs, CONVENTION, METRICS + EXTRA_METRICS,
-                                    weights=checkpoint_path(model, seed, profile), strategy=STRATEGIES[strategy],
+                                    weights=checkpoint_path(model, seed, profile), rule=STRATEGIES[strategy],
                                     fused_dir=fused_dir, crop=settings(profile).crop, progress=progress)
     return frame.assign(model=model, strategy=strategy, seed=seed)
 
@@ -178,7 +178,7 @@ def strategy_signs(table: pd.DataFrame, model: str) -> tuple[int, int]:
 def architecture_table(model: torch.nn.Module | None = None) -> pd.DataFrame:
     """Table I from the instantiated module: every conv with kernel, stride, channels and activation."""
     from ...nets.blocks import ConvNormAct
-    from ...nets.res2netfuse import Res2NetFuse
+    from .model import Res2NetFuse
 
     model = model or Res2NetFuse()
     rows = []
@@ -209,7 +209,7 @@ def reconstruction_metrics(model: str, seed: int, profile: str, progress: bool =
     SSIM is the li convention's MATLAB-style SSIM (Gaussian σ = 1.5, data range 1).
     """
     from ...metrics import score
-    from ...nets.res2netfuse import load_checkpoint, postprocess
+    from .model import load_checkpoint, postprocess
 
     net = load_checkpoint(checkpoint_path(model, seed, profile))
     crop = settings(profile).crop

@@ -24,8 +24,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..methods import METHODS, DefaultWeights, describe
-from .blocks import ConvNormAct, Res2NetBlock
+from ...methods import METHODS, DefaultWeights, describe
+from ...nets.blocks import ConvNormAct, Res2NetBlock
+from ...rules import RULES as RULE_REGISTRY
+from ...rules import get_rule
 
 CHANNELS = 64
 SCALE = 4
@@ -77,9 +79,9 @@ class Res2NetFuse(nn.Module):
         """Reconstruction of ``x`` (N×1×H×W, intensities in [0, 255])."""
         return self.decoder(self.encoder(x))
 
-    def fuse(self, ir: torch.Tensor, vis: torch.Tensor, strategy: str = "l1") -> torch.Tensor:
+    def fuse(self, ir: torch.Tensor, vis: torch.Tensor, rule: str = "l1") -> torch.Tensor:
         """Fused image, raw decoder output (N×1×H×W, same scale as the [0, 255] inputs)."""
-        return self.decoder(RULES[strategy](self.encoder(ir), self.encoder(vis)))
+        return self.decoder(get_rule(rule, paper="res2netfuse")(self.encoder(ir), self.encoder(vis)))
 
 
 # --------------------------------------------------------------------------- fusion rules (Eqs. 5–8)
@@ -119,6 +121,8 @@ def add_rule(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 RULES = {"l1": l1_rule, "mean_code": mean_code_rule, "mean_paper": mean_paper_rule, "add": add_rule}
+for _name, _rule in RULES.items():
+    RULE_REGISTRY.register(f"res2netfuse/{_name}")(_rule)  # this paper's maths: ``res2netfuse/l1`` is not ``didfuse/l1``
 
 
 # --------------------------------------------------------------------------- post-processing
@@ -156,7 +160,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Res2NetFuse:
     return model.to(device).eval()
 
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "checkpoints" / "res2netfuse" / "r2n_1_seed0.pt"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "checkpoints" / "res2netfuse" / "r2n_1_seed0.pt"
 
 
 def default_weights() -> DefaultWeights:
@@ -170,17 +174,17 @@ describe("res2netfuse", "learned", "Song et al. 2021", rules=tuple(RULES),
 
 
 @METHODS.register("res2netfuse")
-def build(weights=None, strategy=None, device="cpu"):
-    """Res2NetFuse with ``strategy`` ∈ {l1, mean_code, mean_paper, add} (default l1); ``weights``
+def build(weights=None, rule=None, device="cpu"):
+    """Res2NetFuse with ``rule`` ∈ {l1, mean_code, mean_paper, add} (default l1); ``weights``
     defaults to the committed single-image model."""
-    strategy = strategy or "l1"
-    if strategy not in RULES:
-        raise ValueError(f"unknown res2netfuse strategy '{strategy}'; known: {', '.join(RULES)}")
+    rule = rule or "l1"
+    if rule not in RULES:
+        raise ValueError(f"unknown res2netfuse rule '{rule}'; known: {', '.join(RULES)}")
     model = load_checkpoint(weights or DEFAULT_WEIGHTS, device)
 
     def fuse(ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return postprocess(model.fuse(ir * 255.0, vis * 255.0, strategy))
+            return postprocess(model.fuse(ir * 255.0, vis * 255.0, rule))
 
     fuse.model = model  # type: ignore[attr-defined]
     return fuse

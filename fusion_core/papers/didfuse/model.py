@@ -14,7 +14,7 @@ channels: the text concatenates the skips and the released weights have shape (6
 (1, 128, 3, 3); Table I's 64 is the no-skip ablation (spec A1). BN is also in conv7 (spec A2).
 
 At test time both images are encoded, the four feature tensors are merged by a fusion rule
-(:mod:`fusion_core.strategies`; the paper's final layer is ``sal+cam``, the authors' released IJCAI
+(:mod:`fusion_core.rules`, registered below as ``didfuse/<name>``; the paper's final layer is ``sal+cam``, the authors' released IJCAI
 outputs use ``sum``) and the merged features are decoded (BN in eval mode).
 
 Example::
@@ -33,17 +33,18 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .. import data
-from ..data import DataError
-from ..methods import METHODS, DefaultWeights, describe
-from ..strategies import Rule, fuse_features, get_strategy
-from .blocks import ConvNormAct
+from ... import data
+from ...data import DataError
+from ...methods import METHODS, DefaultWeights, describe
+from ...nets.blocks import ConvNormAct
+from ...rules import (RULES, Rule, fuse_features, get_rule, l1_attention, saliency_attention,
+                      weighted_average, with_channel_attention)
 
 # ----------------------------------------------------------------------------- hyperparameters
 CHANNELS = 64  # feature maps of every hidden layer (Table I)
 KERNEL = 3
-PAPER_STRATEGY = "sal+cam"  # the paper's final fusion layer (Table III, used in Tables IV-V)
-AUTHORS_STRATEGY = "sum"  # the IJCAI test code's rule; reproduces the released fused images
+PAPER_RULE = "sal+cam"  # the paper's final fusion layer (Table III, used in Tables IV-V)
+AUTHORS_RULE = "sum"  # the IJCAI test code's rule; reproduces the released fused images
 PARAMETERS = 260_935  # trainable parameters of the full model (counted from the released weights)
 RELEASED_FILES = ("Encoder_weight_IJCAI.pkl", "Decoder_weight_IJCAI.pkl")
 
@@ -116,12 +117,12 @@ class DIDFuse(nn.Module):
         features = self.encoder(x)
         return self.decoder(features), features
 
-    def fuse(self, ir: torch.Tensor, vis: torch.Tensor, rule: str | Rule = PAPER_STRATEGY,
+    def fuse(self, ir: torch.Tensor, vis: torch.Tensor, rule: str | Rule = PAPER_RULE,
              skip_rule: str | Rule | None = None) -> torch.Tensor:
         """Encode both images, merge B, D (and the skips f1, f2 with ``skip_rule``, default the same) and decode."""
         if ir.shape != vis.shape:
             raise ValueError(f"ir and vis shapes differ: {tuple(ir.shape)} vs {tuple(vis.shape)}")
-        merged = fuse_features(self.encoder(ir), self.encoder(vis), rule, skip_rule, SKIP_FIELDS)
+        merged = fuse_features(self.encoder(ir), self.encoder(vis), rule, skip_rule, SKIP_FIELDS, paper="didfuse")
         return self.decoder(merged)
 
 
@@ -226,15 +227,24 @@ def default_weights() -> DefaultWeights:
                                                 f"protocol): no released weights in {where}")
 
 
-describe("didfuse", "learned", "Zhao et al. 2020", rules=(PAPER_STRATEGY, AUTHORS_STRATEGY, "ave", "l1",
+# --------------------------------------------------------------------------- fusion rules (Table III, Eqs. 7-17)
+
+RULES.register("didfuse/l1")(l1_attention)  # Eqs. 7-8: 3x3-box-blurred channel l1 norm as spatial weights
+RULES.register("didfuse/sal")(saliency_attention)  # Eqs. 9-12: histogram saliency refined by a guided filter
+for _name, _spatial in [("ave", weighted_average), ("l1", l1_attention), ("sal", saliency_attention)]:
+    RULES.register(f"didfuse/{_name}+cam")(with_channel_attention(_spatial, f"{_name}+cam"))  # Eq. 17
+TABLE3_RULES = ("ave", "l1", "sal", "ave+cam", "l1+cam", "sal+cam")  # Table III, left to right
+
+
+describe("didfuse", "learned", "Zhao et al. 2020", rules=(PAPER_RULE, AUTHORS_RULE, "ave", "l1",
          "sal", "ave+cam", "l1+cam"), default_weights=default_weights)
 
 
 @METHODS.register("didfuse")
-def build(weights=None, strategy=None, device="cpu"):
+def build(weights=None, rule=None, device="cpu"):
     """DIDFuse with ``weights`` (checkpoint file or released folder; default :func:`default_weights`) and a
-    fusion ``strategy`` (default ``sal+cam``)."""
-    rule = get_strategy(strategy or PAPER_STRATEGY)
+    fusion ``rule`` (default ``sal+cam``)."""
+    rule = get_rule(rule or PAPER_RULE, paper="didfuse")
     model = load_weights(weights if weights is not None else default_weights().path).to(device).eval()
 
     def fuser(ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """Train Res2NetFuse's reconstruction auto-encoder (spec 002 §4) — plain CLI, no notebook server needed.
 
-    python -m fusion_core.train_res2netfuse --model single --seed 0            # Res2NetFuse_1, paper protocol
-    python -m fusion_core.train_res2netfuse --model many --seed 0              # R2N_many (80k-COCO substitute)
-    python -m fusion_core.train_res2netfuse --model single --profile quick --out build/quick/r2n
+    python -m fusion_core.papers.res2netfuse.train --model single --seed 0            # Res2NetFuse_1, paper protocol
+    python -m fusion_core.papers.res2netfuse.train --model many --seed 0              # R2N_many (80k-COCO substitute)
+    python -m fusion_core.papers.res2netfuse.train --model single --profile quick --out build/quick/r2n
 
 ``single``: ONE natural 256×256 grey image (nearest resize, [0, 255]) for 2000 iterations, batch 1, Adam 5e-4
 (MS-COCO's image is unavailable: ``skimage:camera`` substitutes). Each "epoch" of the shared loop is one
@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import data
-from .losses import Res2NetFuseLoss
-from .nets.res2netfuse import Res2NetFuse
-from .train import INCOMPLETE, TrainConfig, progress_of, seed_everything, train
+from ... import data
+from .loss import Res2NetFuseLoss
+from .model import Res2NetFuse
+from ...train import INCOMPLETE, TrainConfig, progress_of, seed_everything, train
 
 CHECKPOINT_DIR = data.REPO_ROOT / "checkpoints" / "res2netfuse"
 # 80k MS-COCO substitute (spec 002 §9): FLIR-Train both sides, NIR-country visible, skimage photos.
@@ -70,7 +70,7 @@ def single_image_set(spec: str | None = None, size: int = 256) -> ImageStack:
 
 
 def many_image_specs() -> list[str]:
-    """The corpus as generated (written once to data/splits/res2netfuse/train_many_images.txt)."""
+    """The corpus as generated (written once to fusion_core/papers/res2netfuse/splits/train_many_images.txt)."""
     specs = [f"{name}/{p.stem}/{side}" for name, side in MANY_SETS for p in data.list_pairs(name)]
     return specs + [f"skimage:{name}" for name in MANY_SKIMAGE]
 
@@ -110,14 +110,14 @@ def train_model(model_kind: str, seed: int, out_dir: Path, profile: str = "full"
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fusion_core.train_res2netfuse", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m fusion_core.papers.res2netfuse.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["single", "many"], required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--train-image", default=None, help="default: data/splits/res2netfuse/train_single_image.txt")
+    parser.add_argument("--train-image", default=None, help="default: fusion_core/papers/res2netfuse/splits/train_single_image.txt")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--max-minutes", type=float, help="stop after the last epoch that fits in this many "
                         f"minutes (checkpoint saved, exit code {INCOMPLETE}); rerun the same command to resume")

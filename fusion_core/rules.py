@@ -1,35 +1,23 @@
 r"""Test-time fusion rules: merge the feature maps of the infrared and visible images.
 
-An auto-encoder fusion method (DIDFuse, DenseFuse, NestFuse, ...) encodes each source, merges the two
-feature stacks with a hand-designed *rule*, and decodes the merged stack. A rule maps two tensors
+An auto-encoder fusion method (DIDFuse, DenseFuse, NestFuse, Res2NetFuse, ...) encodes each source, merges
+the two feature stacks with a hand-designed *rule*, and decodes the merged stack. A rule maps two tensors
 ``a`` (infrared) and ``b`` (visible) of shape N×C×H×W to one of the same shape.
 
-The rules of DIDFuse (Zhao et al., spec 001 §3.2; ``S`` = spatial attention module, ``C`` = channel
-attention module, Eq. 17 combines them as :math:`F = \tfrac12 (F^{spa} + F^{cha})`):
-
-=============  =============================================================  =====================
-name           rule                                                           where
-=============  =============================================================  =====================
-``ave``        :math:`\gamma a + (1-\gamma) b`, :math:`\gamma = 0.5` (Eq. 13)   Table III col 1
-``l1``         ℓ1-attention: weights from the 3×3-box-blurred channel ℓ1 norm   Table III col 2
-               (Eqs. 7–8)
-``sal``        saliency attention: histogram saliency per channel, refined      Table III col 3
-               by a guided filter (Eqs. 9–12)
-``ave+cam``    ½ (ave + CAM)                                                  Table III col 4
-``l1+cam``     ½ (l1 + CAM)                                                   Table III col 5
-``sal+cam``    ½ (sal + CAM) — the paper's final fusion layer                 Table III col 6
-``sum``        :math:`a + b` — the authors' IJCAI test code (``addition_mode   released outputs
-               ='Sum'``); reproduces their released fused images
-=============  =============================================================  =====================
-
-Rules are looked up by name in :data:`STRATEGIES`; :func:`get_strategy` also accepts parameters,
-either as keywords or in the name (``"sal+cam:radius=7,eps=0.01"``).
+This module holds the rule *primitives* (weighted average, ℓ1 attention, histogram saliency with a guided
+filter, channel attention) and one registry, :data:`RULES`. A rule whose maths is the same in every paper
+has a plain name (``sum``, ``ave``); a paper's own rule is registered by its ``papers/<p>/model.py`` under
+``<paper>/<name>`` (``didfuse/l1`` is the 3×3-box-blurred ℓ1 attention, ``res2netfuse/l1`` the windowless
+per-pixel ℓ1 weighting: two different rules). :func:`get_rule` resolves a short name within a paper
+(``get_rule("l1", paper="didfuse")``), and accepts parameters as keywords or in the name
+(``"sal+cam:radius=7,eps=0.01"``).
 
 Example::
 
     >>> import torch
+    >>> import fusion_core.papers  # registers every paper's rules
     >>> a, b = torch.rand(1, 64, 32, 32), torch.rand(1, 64, 32, 32)
-    >>> get_strategy("sal+cam:radius=7")(a, b).shape
+    >>> get_rule("sal+cam:radius=7", paper="didfuse")(a, b).shape
     torch.Size([1, 64, 32, 32])
 """
 from __future__ import annotations
@@ -49,7 +37,7 @@ from kornia.filters import box_blur
 from .registry import Registry
 
 Rule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-STRATEGIES: Registry[Rule] = Registry("fusion strategy")
+RULES: Registry[Rule] = Registry("fusion rule")
 
 EPS = 1e-12  # keeps every normalising denominator away from zero (spec A-§3.2: an assumption)
 LEVELS = 256  # grey levels of the saliency histogram (Eq. 9: k = 0..255)
@@ -62,14 +50,14 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
 
 # --------------------------------------------------------------------------- spatial rules
 
-@STRATEGIES.register("sum")
+@RULES.register("sum")
 def sum_rule(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     r"""$F = a + b$ (the IJCAI code's ``Sum`` mode)."""
     _check_pair(a, b)
     return a + b
 
 
-@STRATEGIES.register("ave")
+@RULES.register("ave")
 def weighted_average(a: torch.Tensor, b: torch.Tensor, gamma: float = 0.5) -> torch.Tensor:
     r"""Eq. 13: $F = \gamma a + (1 - \gamma) b$."""
     _check_pair(a, b)
@@ -89,7 +77,6 @@ def l1_weights(a: torch.Tensor, b: torch.Tensor, window: int = 3) -> torch.Tenso
     return activity_a / (activity_a + activity_b + EPS)
 
 
-@STRATEGIES.register("l1")
 def l1_attention(a: torch.Tensor, b: torch.Tensor, window: int = 3) -> torch.Tensor:
     r"""Eq. 8: $F = \eta_a \otimes a + (1 - \eta_a) \otimes b$ with $\eta$ from :func:`l1_weights`."""
     weight = l1_weights(a, b, window)
@@ -215,7 +202,6 @@ def saliency_weights(
         return chi_a.div_(chi_b.add_(chi_a).add_(EPS))
 
 
-@STRATEGIES.register("sal")
 def saliency_attention(a: torch.Tensor, b: torch.Tensor, radius: int = 45, eps: float = 0.01) -> torch.Tensor:
     r"""Eq. 12: $F = \omega_a \otimes a + (1 - \omega_a) \otimes b$ with $\omega$ from :func:`saliency_weights`."""
     weight = saliency_weights(a, b, radius, eps)
@@ -248,7 +234,7 @@ def channel_attention(a: torch.Tensor, b: torch.Tensor, pool: str = "absmean") -
     return weight * a + (1.0 - weight) * b
 
 
-def _with_cam(spatial: Rule, name: str) -> Rule:
+def with_channel_attention(spatial: Rule, name: str) -> Rule:
     """Eq. 17: the average of a spatial rule and the channel attention module."""
     spatial_params = list(inspect.signature(spatial).parameters)[2:]
 
@@ -259,12 +245,6 @@ def _with_cam(spatial: Rule, name: str) -> Rule:
     rule.__doc__ = f"Eq. 17: ½ ({spatial.__name__} + channel_attention); parameters {spatial_params + ['pool']}."
     rule.accepts = set(spatial_params) | {"pool"}  # type: ignore[attr-defined]
     return rule
-
-
-for _name, _spatial in [("ave", weighted_average), ("l1", l1_attention), ("sal", saliency_attention)]:
-    STRATEGIES.register(f"{_name}+cam")(_with_cam(_spatial, f"{_name}+cam"))
-
-TABLE3_STRATEGIES = ("ave", "l1", "sal", "ave+cam", "l1+cam", "sal+cam")  # Table III, left to right
 
 
 # --------------------------------------------------------------------------- lookup and application
@@ -282,8 +262,18 @@ def _parse_value(text: str):
     return text
 
 
-def get_strategy(spec: str | Rule, **params) -> Rule:
-    """A rule by name (``"sal+cam"``), with parameters as keywords or ``"name:key=value,key=value"``.
+def rule_name(name: str, paper: str | None = None) -> str:
+    """The registry key of a rule name: ``<paper>/<name>`` where that paper registered one, else ``name``."""
+    if name not in RULES or paper:
+        import fusion_core.papers  # noqa: F401  (each paper registers its rules when imported)
+    if paper and f"{paper}/{name}" in RULES:
+        return f"{paper}/{name}"
+    return name
+
+
+def get_rule(spec: str | Rule, paper: str | None = None, **params) -> Rule:
+    """A rule by name (``"sal+cam"``, within ``paper``'s rules first), with parameters as keywords or
+    ``"name:key=value,key=value"``.
 
     Unknown names list the known ones; unknown parameters list the accepted ones.
     """
@@ -293,26 +283,26 @@ def get_strategy(spec: str | Rule, **params) -> Rule:
     for item in filter(None, options.split(",")):
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"strategy '{spec}': option '{item}' is not key=value")
+            raise ValueError(f"rule '{spec}': option '{item}' is not key=value")
         params[key.strip()] = _parse_value(value.strip())
-    rule = STRATEGIES[name.strip()]
+    rule = RULES[rule_name(name.strip(), paper)]
     unknown = set(params) - _accepted(rule)
     if unknown:
         raise ValueError(
-            f"strategy '{name}' does not take {sorted(unknown)}; it takes {sorted(_accepted(rule)) or 'no options'}"
+            f"rule '{name}' does not take {sorted(unknown)}; it takes {sorted(_accepted(rule)) or 'no options'}"
         )
     return functools.partial(rule, **params) if params else rule
 
 
 def fuse_features(ir: NamedTuple, vis: NamedTuple, rule: str | Rule, skip_rule: str | Rule | None = None,
-                  skip_fields: tuple[str, ...] = ()) -> NamedTuple:
+                  skip_fields: tuple[str, ...] = (), paper: str | None = None) -> NamedTuple:
     """Merge two feature tuples field by field (fields that are ``None`` stay ``None``).
 
     ``skip_fields`` (e.g. DIDFuse's ``("f1", "f2")``) use ``skip_rule`` — the main rule when ``None``
     (spec A3, ``fuse_skip="same"``).
     """
-    main = get_strategy(rule)
-    skip = main if skip_rule is None else get_strategy(skip_rule)
+    main = get_rule(rule, paper)
+    skip = main if skip_rule is None else get_rule(skip_rule, paper)
     merged = {}
     for field in ir._fields:
         x, y = getattr(ir, field), getattr(vis, field)

@@ -1,8 +1,8 @@
 """Train DIDFuse from the command line (no notebook server needed).
 
-    python -m fusion_core.train_didfuse --profile quick --seed 0 --out build/didfuse
-    python -m fusion_core.train_didfuse --profile full --seed 3 --out checkpoints/didfuse --device cuda
-    python -m fusion_core.train_didfuse --write-splits          # (re)write data/splits/didfuse/*.txt
+    python -m fusion_core.papers.didfuse.train --profile quick --seed 0 --out build/didfuse
+    python -m fusion_core.papers.didfuse.train --profile full --seed 3 --out checkpoints/didfuse --device cuda
+    python -m fusion_core.papers.didfuse.train --write-splits          # (re)write fusion_core/papers/didfuse/splits/*.txt
 
 Profiles (explicit options override them):
 
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import torch
 
-from . import data
-from .losses import DIDFUSE_PRESETS, DIDFuseLoss
-from .nets.didfuse import DIDFuse
-from .train import INCOMPLETE, CropPairs, TrainConfig, progress_of, seed_everything, train
+from ... import data
+from .loss import DIDFUSE_PRESETS, DIDFuseLoss
+from .model import DIDFuse
+from ...train import INCOMPLETE, CropPairs, TrainConfig, progress_of, seed_everything, train
 
 PAPER = "didfuse"
 
@@ -147,7 +147,7 @@ def _thumbnail(path) -> torch.Tensor:
 
 
 def write_splits(log=print) -> list[Path]:
-    """Write data/splits/didfuse/{train,test_tno,test_flir,test_nir,val}.txt from the data registry.
+    """Write fusion_core/papers/didfuse/splits/{train,test_tno,test_flir,test_nir,val}.txt from the data registry.
 
     val.txt is the validation proxy for Tables III–IV (NIR-Urban/Street are unavailable): the
     single-frame TNO scenes (``tno_scenes``) whose IR and VIS images share no decoded pixels with any
@@ -190,7 +190,7 @@ def write_splits(log=print) -> list[Path]:
         f"images; excluded above {NEAR_DUPLICATE}. Highest among kept: r={closest[0]:.3f} ({closest[1]} vs {closest[2]});\n"
         "kept scenes can share a TNO scene series with a test pair (other frame/view), never the image.\n"
         f"Excluded {len(dropped)}: " + ("; ".join(f"{p.stem} (= {', '.join(h)})" for p, h in dropped) or "none") + "\n"
-        f"Kept {len(kept)}. Written by: python -m fusion_core.train_didfuse --write-splits"
+        f"Kept {len(kept)}. Written by: python -m fusion_core.papers.didfuse.train --write-splits"
     )
     written.append(data.write_split(PAPER, "val", [p for p, _ in kept], header))
     if log:
@@ -203,7 +203,7 @@ def write_splits(log=print) -> list[Path]:
 # --------------------------------------------------------------------------- command line
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fusion_core.train_didfuse", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m fusion_core.papers.didfuse.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     parser.add_argument("--seed", type=int, default=0)
@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-minutes", type=float,
                         help="stop after the last epoch that fits in this many minutes (checkpoint saved; exit "
                              f"code {INCOMPLETE}); rerun the same command to resume")
-    parser.add_argument("--write-splits", action="store_true", help="write data/splits/didfuse/*.txt and exit")
+    parser.add_argument("--write-splits", action="store_true", help="write fusion_core/papers/didfuse/splits/*.txt and exit")
     return parser
 
 
