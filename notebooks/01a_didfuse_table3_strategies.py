@@ -62,9 +62,9 @@ run_profile = {**exp.profile_line(profile, models, model_profile=model_profile),
 print("trained models:", [m.key for m in models])
 
 # %% tags=["nbval-check-output"]
-from fusion_core.strategies import TABLE3_STRATEGIES
+from fusion_core.papers.didfuse.model import TABLE3_RULES
 
-raw, verification, missing = exp.collect(models, [exp.VAL], TABLE3_STRATEGIES, profile, out, verify)
+raw, verification, missing = exp.collect(models, [exp.VAL], TABLE3_RULES, profile, out, verify)
 table3 = exp.table3(raw, reported)
 n = int(table3["n"].max()) if table3["n"].notna().any() else 0
 caption = (f"Table III: six fusion rules, ours on the val proxy (15 tno_scenes pairs; NIR-Street/Urban unavailable), "
@@ -72,9 +72,9 @@ caption = (f"Table III: six fusion rules, ours on the val proxy (15 tno_scenes p
 report.write_table(table3, out, "table3_strategies", caption, run_profile)
 wide = table3.assign(ours=[f"{m:.3f} ± {s:.3f}" if pd.notna(m) else "" for m, s in zip(table3["ours_mean"], table3["ours_std"])],
                      paper=[f"{m:.3f} ± {s:.3f}" for m, s in zip(table3["reported"], table3["reported_std"])])
-wide = wide.pivot_table(index=["metric"], columns=["method"], values="ours", aggfunc="first").reindex(exp.METRICS)[list(TABLE3_STRATEGIES)]
+wide = wide.pivot_table(index=["metric"], columns=["method"], values="ours", aggfunc="first").reindex(exp.METRICS)[list(TABLE3_RULES)]
 best = table3[table3["dataset"] == exp.VAL_SCENES[0]].pivot_table(index="metric", columns="method", values="ours_mean").reindex(exp.METRICS)
-wide["ours_best"] = best[list(TABLE3_STRATEGIES)].idxmax(axis=1) if len(best) else ""
+wide["ours_best"] = best[list(TABLE3_RULES)].idxmax(axis=1) if len(best) else ""
 report.write_table(wide.reset_index(), out, "table3", caption + "; ours_best = largest ours per metric", run_profile)
 name = "table3"
 if len(verification):
@@ -88,8 +88,8 @@ print(checks.structure(table3.dropna(subset=["ours_mean"]), ["method"], "ours_me
 # ### The paper's claims on our runs
 
 # %%
-print(best[list(TABLE3_STRATEGIES)].round(2).to_string())
-val = best[list(TABLE3_STRATEGIES)]
+print(best[list(TABLE3_RULES)].round(2).to_string())
+val = best[list(TABLE3_RULES)]
 claims = []
 for spatial in ("ave", "l1", "sal"):
     for metric in ("SD", "SF", "VIF", "AG"):

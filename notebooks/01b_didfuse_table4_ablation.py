@@ -27,7 +27,7 @@ model_profile = None  # checkpoints: "reduced" (committed CPU models; eval defau
 # *This notebook is paired with `notebooks/01b_didfuse_table4_ablation.py` by jupytext (one source, two files): edit either, then run `make sync`.*
 #
 # Each experiment compares "Ours" (the full model, `sal+cam`) with a "Test" variant trained the same way
-# (`python -m fusion_core.train_didfuse --ablation expK`): Exp. 1 no base module (Eq. 26), Exp. 2 no detail module
+# (`python -m fusion_core.papers.didfuse.train --ablation expK`): Exp. 1 no base module (Eq. 26), Exp. 2 no detail module
 # (Eq. 27), Exp. 3 no decomposition loss (Eq. 28), Exp. 4 a plain auto-encoder on single images (Eq. 29),
 # Exp. 5 no skip connections. "Overall # larger value" counts, per experiment, the cells where Ours is larger
 # (paper: 12 cells over two scenes; ours: 6 metrics on one validation set). **Substitutes:** validation proxy of

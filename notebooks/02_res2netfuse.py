@@ -134,7 +134,7 @@ print({k: v for k, v in summary.items() if k != "substitutes"})
 competitors = [("DCHWT", "dchwt"), ("JSR", None), ("JSRSD", None), ("DenseFuse", None), ("FusionGAN", None),
                ("MSDNet l1", None), ("MSDNet mean", None)]
 available = set(method_names())
-fusers = {s: build_method("res2netfuse", weights=ckpt, strategy=exp.STRATEGIES[s]) for s in exp.STRATEGIES}
+fusers = {s: build_method("res2netfuse", weights=ckpt, rule=exp.STRATEGIES[s]) for s in exp.STRATEGIES}
 by_stem = {p.stem: p for p in exp.test_pairs("eval")}
 for number, stem in zip((7, 8, 9), qualitative_pairs):
     images = evaluate.crop_images(data.load_pair(by_stem[stem]), exp.settings(profile).crop)

@@ -97,7 +97,7 @@ report.write_fidelity(out, report.fidelity(mine, exp.SUBSTITUTES, (total, agree)
 print("sign cells", total, "agree", agree)
 
 # %%
-from fusion_core.nets.res2netfuse import load_checkpoint, postprocess
+from fusion_core.papers.res2netfuse.model import load_checkpoint, postprocess
 nets = {m: load_checkpoint(exp.checkpoint_path(m, seed, profile)) for m in exp.MODELS}
 shown = data.load_split(exp.PAPER, "recon_test")[:3]
 rows = []
