@@ -1,4 +1,4 @@
-# Two entry points a reader needs: `make reproduce` (the main job) and `make test`.
+# Two entry points a reader needs: `make reproduce` (the main job) and `make test` (`make test-fast`: the inner loop).
 # Both create the virtual environment in .venv on first use.
 PYTHON  ?= python3
 VENV    := .venv
@@ -8,7 +8,7 @@ NB      ?=
 VERIFY  ?= sample
 PARAMS  ?=
 
-.PHONY: env reproduce test unit nbval test-portable verify notebook sync bench clean-quick
+.PHONY: env reproduce test test-fast unit nbval test-portable verify notebook sync bench clean-quick
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=python3.11)")'
@@ -20,12 +20,16 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 env: $(VENV)/.installed
 
-## make reproduce [PROFILE=eval|quick|full] [NB=didfuse] [VERIFY=sample|all] [PARAMS="model_profile=full"] (non-default PARAMS write to build/params/, never results/)
+## make reproduce [PROFILE=eval|quick|full] [NB=didfuse] [VERIFY=sample|all] [PARAMS="device=cuda threads=4"] (the common notebook parameters, CONTRIBUTING; non-default PARAMS write to build/params/, never results/)
 reproduce: env
 	$(PY) -m fusion_core reproduce --profile $(PROFILE) --verify $(VERIFY) $(if $(NB),--nb $(NB)) $(foreach p,$(PARAMS),--param $(p))
 
-## make test: unit tests, then the notebooks under nbval on the quick profile
+## make test: unit tests, then the notebooks under nbval on the quick profile (everything, slow tests included)
 test: unit nbval
+
+## make test-fast: the inner loop: unit tests not marked slow (> 3 s on 2 cores), no notebooks
+test-fast: env
+	$(PY) -m pytest -q -m "not slow" tests
 
 unit: env
 	$(PY) -m pytest -q tests

@@ -160,6 +160,7 @@ def test_methods_table_describes_every_method(tmp_path, monkeypatch):
     assert "r2n_1_seed0.pt" in lines["res2netfuse"]
 
 
+@pytest.mark.slow
 def test_methods_and_conventions_commands_print_their_tables():
     from fusion_core.metrics import CONVENTIONS
 
@@ -172,6 +173,7 @@ def test_methods_and_conventions_commands_print_their_tables():
     assert "Evaluation-for-Image-Fusion" in conventions_out.stdout
 
 
+@pytest.mark.slow
 def test_help_lists_methods_and_conventions_and_speaks_to_users():
     top = run_cli("--help").stdout
     assert "Thin" not in top and "fuse --method" in top

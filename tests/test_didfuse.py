@@ -127,6 +127,7 @@ def test_other_rules_do_not_reproduce_authors_outputs(released, tno40):
     assert np.abs(data.to_uint8(fused).astype(np.float64) - reference).mean() > 5
 
 
+@pytest.mark.slow
 def test_cli_fuse_with_released_weights_matches_authors(tmp_path, tno40):
     _released_or_skip()
     stem = CI_PAIRS[0]
