@@ -214,6 +214,15 @@ def progress_of(checkpoint: str | Path) -> tuple[int, int] | None:
         return None
 
 
+def manifest_protocol(checkpoint: str | Path) -> str | None:
+    """The protocol the manifest next to ``checkpoint`` records (``protocol``; older manifests: ``profile``)."""
+    try:
+        manifest = json.loads(Path(checkpoint).with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest.get("protocol", manifest.get("profile")) if isinstance(manifest, dict) else None
+
+
 def checkpoint_paths(checkpoint: str | Path) -> tuple[Path, Path, Path]:
     """(checkpoint, manifest ``.json``, ``_history.csv``) for a checkpoint path."""
     path = Path(checkpoint)
@@ -248,6 +257,41 @@ def weights_checksum(checkpoint: str | Path) -> str:
     if isinstance(manifest, dict) and manifest.get("sha256") == digest and manifest.get("checksum"):
         return str(manifest["checksum"])
     return digest[:16]
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """One complete trained checkpoint of a paper: what the experiments fuse with and what raw files key on."""
+
+    path: Path
+    paper: str
+    variant: str  # the paper's model variant (DIDFuse: base, exp1..exp5; Res2NetFuse: single, many)
+    seed: int
+    protocol: str  # the training recipe (quick, reduced, paper)
+    checksum: str  # :func:`weights_checksum` of ``path``
+
+    @property
+    def key(self) -> str:
+        return f"{self.variant}_seed{self.seed}"
+
+
+def trained_model(path: str | Path, paper: str, variant: str, seed: int, protocol: str) -> TrainedModel:
+    """A :class:`TrainedModel` for ``path``, its checksum read from the file (and its manifest)."""
+    return TrainedModel(Path(path), paper, variant, seed, protocol, weights_checksum(path))
+
+
+def first_seeds(models: Sequence[TrainedModel], repeats: int | None, variants: Sequence[str]) -> list[TrainedModel]:
+    """The first ``repeats`` models (lowest seeds) of each variant, in ``variants`` order; all when ``repeats`` is None."""
+    if repeats is None:
+        return list(models)
+    if repeats < 1:
+        raise ValueError(f"repeats must be ≥ 1 or None, got {repeats}")
+    kept, count = [], {}
+    for model in sorted(models, key=lambda m: (list(variants).index(m.variant), m.seed)):
+        count[model.variant] = count.get(model.variant, 0) + 1
+        if count[model.variant] <= repeats:
+            kept.append(model)
+    return kept
 
 
 def slim_checkpoint(checkpoint: str | Path) -> tuple[int, int]:

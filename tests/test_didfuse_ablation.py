@@ -10,7 +10,7 @@ from fusion_core.losses import gradient_l1, reconstruction_loss
 from fusion_core.papers.didfuse.loss import DIDFuseLoss, didfuse_loss
 from fusion_core.papers.didfuse.model import DIDFuse, load_checkpoint
 from fusion_core.rules import box_filter
-from fusion_core.papers.didfuse.train import ABLATIONS, train_didfuse
+from fusion_core.papers.didfuse.train import ABLATIONS, train_model
 
 
 def _in_channels(model, name):
@@ -58,7 +58,7 @@ def test_autoencoder_loss_is_eq29_over_both_modalities():
 
 
 def test_quick_ablation_training_writes_a_loadable_labelled_checkpoint(tmp_path):
-    checkpoint, history = train_didfuse("quick", seed=0, out=tmp_path, ablation="exp5", progress=False)
+    checkpoint, history = train_model("quick", seed=0, out=tmp_path, variant="exp5", progress=False)
     assert checkpoint.name == "didfuse_quick_exp5_seed0.pt" and len(history) == 2
     manifest = json.loads(checkpoint.with_suffix(".json").read_text())
     assert manifest["data"]["variant"] == "exp5"
@@ -69,9 +69,9 @@ def test_quick_ablation_training_writes_a_loadable_labelled_checkpoint(tmp_path)
     assert fused.shape == (1, 1, 24, 40) and torch.isfinite(fused).all()
 
 
-def test_unknown_ablation_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="unknown ablation 'exp9'"):
-        train_didfuse("quick", out=tmp_path, ablation="exp9", progress=False)
+def test_unknown_variant_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown DIDFuse variant 'exp9'"):
+        train_model("quick", out=tmp_path, variant="exp9", progress=False)
 
 
 @pytest.mark.parametrize("radius", [1, 5, 45])

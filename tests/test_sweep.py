@@ -37,15 +37,15 @@ def test_seed_lists_and_ranges_parse():
     with pytest.raises(ValueError, match="'x'"):
         sweep.parse_seeds("1,x")
     with pytest.raises(ValueError, match="KEY=V1"):
-        sweep.parse_vary(["ablation"])
+        sweep.parse_vary(["variant"])
 
 
 def test_grid_is_variants_times_seeds_with_one_flag_each():
-    jobs = sweep.build_jobs(["python", "-m", "m", "--profile", "full"], [0, 1],
-                            sweep.parse_vary(["ablation=full,exp1"]))
-    assert [j.name for j in jobs] == ["ablation-full_seed0", "ablation-full_seed1", "ablation-exp1_seed0",
-                                      "ablation-exp1_seed1"]
-    assert jobs[3].argv == [sys.executable, "-m", "m", "--profile", "full", "--seed", "1", "--ablation", "exp1"]
+    jobs = sweep.build_jobs(["python", "-m", "m", "--protocol", "paper"], [0, 1],
+                            sweep.parse_vary(["variant=base,exp1"]))
+    assert [j.name for j in jobs] == ["variant-base_seed0", "variant-base_seed1", "variant-exp1_seed0",
+                                      "variant-exp1_seed1"]
+    assert jobs[3].argv == [sys.executable, "-m", "m", "--protocol", "paper", "--seed", "1", "--variant", "exp1"]
 
 
 def test_exit_codes_become_statuses_and_the_sweep_exit_code(tmp_path):
@@ -82,9 +82,9 @@ def _state(path):
 @pytest.mark.slow
 def test_concurrent_time_budgeted_sweep_resumes_to_the_same_weights_as_one_direct_run(didfuse_training_pairs, tmp_path):
     out, logs = tmp_path / "ckpt", tmp_path / "logs"
-    train = ["--", "python", "-m", "fusion_core.papers.didfuse.train", "--profile", "quick", "--epochs", "2", "--max-pairs",
+    train = ["--", "python", "-m", "fusion_core.papers.didfuse.train", "--protocol", "quick", "--epochs", "2", "--max-pairs",
              "4", "--out", str(out), "--no-progress"]
-    grid = ["--seeds", "0-1", "--vary", "ablation=full,exp5", "--parallel", "2", "--threads", "1"]
+    grid = ["--seeds", "0-1", "--vary", "variant=base,exp5", "--parallel", "2", "--threads", "1"]
     first = _sweep(grid + train + ["--max-minutes", "0"], logs)  # every job stops after its first epoch
     assert first.returncode == INCOMPLETE, first.stdout + first.stderr
     table = pd.read_csv(logs / "sweep_summary.csv")
@@ -99,9 +99,9 @@ def test_concurrent_time_budgeted_sweep_resumes_to_the_same_weights_as_one_direc
     assert second.returncode == 0, second.stdout + second.stderr
     for name in names:
         assert json.loads((out / f"{name}.json").read_text())["epochs_done"] == 2
-    direct = subprocess.run([sys.executable, "-m", "fusion_core.papers.didfuse.train", "--profile", "quick", "--epochs", "2",
+    direct = subprocess.run([sys.executable, "-m", "fusion_core.papers.didfuse.train", "--protocol", "quick", "--epochs", "2",
                              "--max-pairs", "4", "--out", str(tmp_path / "direct"), "--no-progress", "--seed", "1",
-                             "--ablation", "exp5"], capture_output=True, text=True, cwd=REPO, timeout=300,
+                             "--variant", "exp5"], capture_output=True, text=True, cwd=REPO, timeout=300,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert direct.returncode == 0, direct.stderr
     chunked, whole = _state(out / "didfuse_quick_exp5_seed1.pt"), _state(tmp_path / "direct/didfuse_quick_exp5_seed1.pt")
@@ -110,14 +110,14 @@ def test_concurrent_time_budgeted_sweep_resumes_to_the_same_weights_as_one_direc
     assert not all(torch.equal(other_seed[k], whole[k]) for k in whole)
 
 
-def _direct(out, seed, ablation, epochs):
+def _direct(out, seed, variant, epochs):
     """The same training in this process, one thread (as the sweep's jobs)."""
-    from fusion_core.papers.didfuse.train import train_didfuse
+    from fusion_core.papers.didfuse.train import train_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        checkpoint, _ = train_didfuse("quick", seed, out, epochs=epochs, max_pairs=4, ablation=ablation, progress=False)
+        checkpoint, _ = train_model("quick", seed, out, variant, epochs=epochs, max_pairs=4, progress=False)
     finally:
         torch.set_num_threads(threads)
     return _state(checkpoint)
@@ -129,9 +129,9 @@ def test_two_by_two_grid_on_two_workers_survives_a_killed_worker_with_the_weight
     from distributed import Client
 
     out, logs, epochs = tmp_path / "ckpt", tmp_path / "logs", 6
-    command = ["python", "-m", "fusion_core.papers.didfuse.train", "--profile", "quick", "--epochs", str(epochs),
+    command = ["python", "-m", "fusion_core.papers.didfuse.train", "--protocol", "quick", "--epochs", str(epochs),
                "--max-pairs", "4", "--out", str(out), "--no-progress"]
-    jobs = sweep.build_jobs(command, [0, 1], sweep.parse_vary(["ablation=full,exp5"]))
+    jobs = sweep.build_jobs(command, [0, 1], sweep.parse_vary(["variant=base,exp5"]))
     killed = []
     with sweep.local_cluster(2) as cluster, Client(cluster) as client:
         assert all(address.startswith("tcp://127.0.0.1:") for address in cluster.scheduler_info["workers"])
@@ -141,7 +141,7 @@ def test_two_by_two_grid_on_two_workers_survives_a_killed_worker_with_the_weight
             while not victim.exists() and time.time() < give_up:
                 time.sleep(0.02)
             for address, keys in client.processing().items():
-                if any("sweep-ablation-full_seed0-" in str(key) for key in keys):
+                if any("sweep-variant-base_seed0-" in str(key) for key in keys):
                     pid = client.run(os.getpid, workers=[address])[address]
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
@@ -152,27 +152,27 @@ def test_two_by_two_grid_on_two_workers_survives_a_killed_worker_with_the_weight
         killer.join()
     assert killed, "the first job ended before its worker could be killed"
     assert [job.status for job in jobs] == ["done"] * 4
-    assert (logs / "ablation-full_seed0.log").read_text().count("$ ") == 2  # ran again after the kill
+    assert (logs / "variant-base_seed0.log").read_text().count("$ ") == 2  # ran again after the kill
     for job, name in zip(jobs, ["didfuse_quick_seed0", "didfuse_quick_seed1", "didfuse_quick_exp5_seed0",
                                 "didfuse_quick_exp5_seed1"]):
         manifest = json.loads((out / f"{name}.json").read_text())
         assert manifest["epochs_done"] == epochs
-        seed, ablation = int(name[-1]), "exp5" if "exp5" in name else None
-        direct = _direct(tmp_path / "direct", seed, ablation, epochs)
+        seed, variant = int(name[-1]), "exp5" if "exp5" in name else "base"
+        direct = _direct(tmp_path / "direct", seed, variant, epochs)
         swept = _state(out / f"{name}.pt")
         assert all(torch.equal(swept[k], direct[k]) for k in direct), job.name
 
 
 def test_a_finished_job_returns_at_once_without_reading_the_training_images(
         didfuse_training_pairs, tmp_path, monkeypatch):
-    from fusion_core import train_didfuse
+    from fusion_core.papers.didfuse import train as didfuse_train
 
-    _direct(tmp_path, 0, None, 1)
+    _direct(tmp_path, 0, "base", 1)
     for name in os.listdir(tmp_path):
         if name.endswith(".resume.pt"):
             os.remove(tmp_path / name)  # as after a clone: weights, manifest and history only
-    monkeypatch.setattr(train_didfuse.CropPairs, "from_pairs", lambda *a, **k: pytest.fail("images were read"))
-    checkpoint, history = train_didfuse.train_didfuse("quick", 0, tmp_path, epochs=1, max_pairs=4, progress=False)
+    monkeypatch.setattr(didfuse_train.CropPairs, "from_pairs", lambda *a, **k: pytest.fail("images were read"))
+    checkpoint, history = didfuse_train.train_model("quick", 0, tmp_path, epochs=1, max_pairs=4, progress=False)
     assert list(history["epoch"]) == [1]
 
 

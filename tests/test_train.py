@@ -177,3 +177,61 @@ def test_slimming_a_full_checkpoint_keeps_the_weights_and_the_results_key(crops,
     assert all(torch.equal(a, loaded[k]) for k, a in model.state_dict().items())
     path.write_bytes(path.read_bytes() + b"x")  # other weights: the manifest's key no longer applies
     assert weights_checksum(path) == sha256_file(path)[:16]
+
+
+# --------------------------------------------------------------------------- the models of a notebook profile
+
+def _fake_checkpoint(folder, name, epochs_done, epochs, **manifest):
+    (folder / f"{name}.pt").write_bytes(name.encode())
+    (folder / f"{name}.json").write_text(json.dumps({"epochs_done": epochs_done, "epochs": epochs, **manifest}))
+
+
+def test_didfuse_discovers_complete_models_of_one_protocol_by_variant_then_seed(tmp_path):
+    from fusion_core.papers.didfuse import train as didfuse
+
+    for name in ("didfuse_reduced_exp5_seed0", "didfuse_reduced_seed10", "didfuse_reduced_seed2", "didfuse_paper_seed0"):
+        _fake_checkpoint(tmp_path, name, 12, 12)
+    _fake_checkpoint(tmp_path, "didfuse_reduced_exp1_seed0", 7, 12)  # still training
+    found = didfuse.discover(tmp_path, "reduced")
+    assert [m.key for m in found] == ["base_seed2", "base_seed10", "exp5_seed0"]
+    assert found[0].checksum == sha256_file(tmp_path / "didfuse_reduced_seed2.pt")[:16] and found[0].paper == "didfuse"
+    assert [m.key for m in didfuse.first_seeds(found, 1)] == ["base_seed2", "exp5_seed0"]
+    assert [m.key for m in didfuse.discover(tmp_path, "full")] == ["base_seed0"]  # old name of the paper protocol
+
+
+def test_didfuse_plans_name_their_protocol_folder_and_seeds():
+    from fusion_core.papers.didfuse import train as didfuse
+
+    quick, committed, paper = didfuse.plan("quick"), didfuse.plan("eval"), didfuse.plan("full")
+    assert quick.protocol == "quick" and quick.overrides == {"max_pairs": 4} and "build" in quick.checkpoint_dir.parts
+    assert committed.protocol == "reduced" and committed.seeds["base"] == (0, 1, 2) and committed.seeds["exp1"] == (0, 1)
+    assert paper.protocol == "paper" and len(paper.seeds["exp4"]) == 25
+    assert didfuse.plan("eval", "full").protocol == "paper"
+    assert didfuse.checkpoint_name("reduced", "base", 0) == "didfuse_reduced_seed0.pt"
+    with pytest.raises(ValueError, match="unknown profile 'tiny'"):
+        didfuse.plan("tiny")
+    with pytest.raises(ValueError, match="not 'quick'"):
+        didfuse.plan("eval", "quick")
+
+
+def test_committed_models_are_what_the_eval_profile_finds():
+    from fusion_core.papers.didfuse import train as didfuse
+    from fusion_core.papers.res2netfuse import train as res2netfuse
+
+    assert [m.key for m in didfuse.ensure_models("eval", ["base", "exp3"], repeats=2)] == [
+        "base_seed0", "base_seed1", "exp3_seed0", "exp3_seed1"]
+    assert [m.key for m in res2netfuse.ensure_models("eval")] == ["single_seed0", "single_seed1", "single_seed2",
+                                                                  "many_seed0"]
+    assert res2netfuse.ensure_models("eval", ["single"], repeats=1)[0].path.name == "r2n_1_seed0.pt"
+
+
+def test_res2netfuse_eval_names_a_missing_checkpoint_and_skips_other_protocols(tmp_path, monkeypatch):
+    from fusion_core.papers.res2netfuse import train as res2netfuse
+
+    _fake_checkpoint(tmp_path, "r2n_1_seed0", 2000, 2000, profile="full")  # an older manifest: profile, old name
+    _fake_checkpoint(tmp_path, "r2n_many_seed0", 1, 1, protocol="quick")
+    assert [m.key for m in res2netfuse.discover(tmp_path, "paper")] == ["single_seed0"]
+    monkeypatch.setattr(res2netfuse, "plan", lambda profile, protocol=None: res2netfuse.Plan("paper", tmp_path,
+                                                                                             res2netfuse.SEEDS))
+    with pytest.raises(FileNotFoundError, match="r2n_many_seed0.pt: no complete committed checkpoint"):
+        res2netfuse.ensure_models("eval", ["many"])

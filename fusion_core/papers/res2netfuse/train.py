@@ -1,42 +1,85 @@
 """Train Res2NetFuse's reconstruction auto-encoder (spec 002 §4) — plain CLI, no notebook server needed.
 
-    python -m fusion_core.papers.res2netfuse.train --model single --seed 0            # Res2NetFuse_1, paper protocol
-    python -m fusion_core.papers.res2netfuse.train --model many --seed 0              # R2N_many (80k-COCO substitute)
-    python -m fusion_core.papers.res2netfuse.train --model single --profile quick --out build/quick/r2n
+    python -m fusion_core.papers.res2netfuse.train --variant single --seed 0            # Res2NetFuse_1, paper protocol
+    python -m fusion_core.papers.res2netfuse.train --variant many --seed 0              # R2N_many (80k-COCO substitute)
+    python -m fusion_core.papers.res2netfuse.train --variant single --protocol quick --out build/quick/r2n
 
-``single``: ONE natural 256×256 grey image (nearest resize, [0, 255]) for 2000 iterations, batch 1, Adam 5e-4
-(MS-COCO's image is unavailable: ``skimage:camera`` substitutes). Each "epoch" of the shared loop is one
-iteration, so the loss history is per iteration (Fig. 6).
-``many``: every image of the substitute corpus resized to 256×256 (bilinear), batch 4, 4 epochs, Adam 1e-4,
-reshuffled each epoch, remainder dropped. Runs resume from their checkpoint.
+Variants (:data:`VARIANTS`) are the paper's two models. ``single`` (row Res2NetFuse_1): ONE natural 256×256 grey
+image (nearest resize, [0, 255]) for 2000 iterations, batch 1, Adam 5e-4 (MS-COCO's image is unavailable:
+``skimage:camera`` substitutes). Each "epoch" of the shared loop is one iteration, so the loss history is per
+iteration (Fig. 6). ``many`` (row Res2NetFuse_80000): every image of the substitute corpus resized to 256×256
+(bilinear), batch 4, 4 epochs, Adam 1e-4, reshuffled each epoch, remainder dropped.
+
+Protocols (:data:`PROTOCOLS`): ``paper`` as above; ``quick`` 20 iterations / 1 epoch on 64² images, ``many``
+on the first 8 corpus images (seconds; its numbers mean nothing). Output ``<out>/r2n_1_seed<S>.pt`` (single) or
+``<out>/r2n_many_seed<S>.pt`` plus manifest and history (see :mod:`fusion_core.train`); runs resume from their
+checkpoint. ``--model`` (old name of ``--variant``), ``--profile`` (of ``--protocol``) and the protocol's old
+name ``full`` are still accepted.
 """
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image
 
 from ... import data
 from .loss import Res2NetFuseLoss
 from .model import Res2NetFuse
-from ...train import INCOMPLETE, TrainConfig, progress_of, seed_everything, train
+from ...train import (INCOMPLETE, TrainConfig, TrainedModel, manifest_protocol, progress_of, seed_everything,
+                      train, trained_model)
+from ...train import first_seeds as _first_seeds
 
-CHECKPOINT_DIR = data.REPO_ROOT / "checkpoints" / "res2netfuse"
+PAPER = "res2netfuse"
+CHECKPOINT_DIR = data.REPO_ROOT / "checkpoints" / PAPER
+QUICK_DIR = data.REPO_ROOT / "build" / "quick" / "checkpoints" / PAPER
 # 80k MS-COCO substitute (spec 002 §9): FLIR-Train both sides, NIR-country visible, skimage photos.
 MANY_SETS = (("flir_train180", "ir"), ("flir_train180", "vis"), ("nir_country52", "vis"))
 MANY_SKIMAGE = ("camera", "astronaut", "coffee", "chelsea", "rocket", "cat", "moon", "brick", "grass", "gravel",
                 "immunohistochemistry", "hubble_deep_field", "coins", "clock")
 
-PROFILES = {
-    # name: (single iterations, many epochs, image size)
-    "full": (2000, 4, 256),
-    "quick": (20, 1, 64),
+
+@dataclass(frozen=True)
+class Protocol:
+    """One training recipe for both variants (the optimiser settings are the variants' own, see the module doc)."""
+
+    iterations: int  # single: iterations on the one image
+    epochs: int  # many: passes over the corpus
+    size: int  # training images resized to size × size
+    many_images: int | None  # many: the first K corpus images (None: all 426)
+    description: str
+
+
+PROTOCOLS = {
+    "paper": Protocol(2000, 4, 256, None, "paper protocol: single 2000 iterations, many 4 epochs, 256² images"),
+    "quick": Protocol(20, 1, 64, 8, "smoke run: single 20 iterations, many 1 epoch on 8 images, 64² images"),
 }
+PROTOCOL_ALIASES = {"full": "paper"}  # the paper protocol's old name (the committed manifests say "full")
+VARIANTS = ("single", "many")
+_PREFIX = {"single": "r2n_1", "many": "r2n_many"}  # file names of the committed checkpoints
+
+
+def protocol_name(protocol: str) -> str:
+    """``protocol`` with the old name ``full`` read as ``paper``; a ValueError names an unknown one."""
+    protocol = PROTOCOL_ALIASES.get(protocol, protocol)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown Res2NetFuse protocol '{protocol}' ({', '.join(PROTOCOLS)})")
+    return protocol
+
+
+def checkpoint_name(protocol: str, variant: str, seed: int) -> str:
+    """File name ``r2n_1_seed<S>.pt`` (single) or ``r2n_many_seed<S>.pt``: the protocol is the folder's, not the name's."""
+    protocol_name(protocol)
+    if variant not in _PREFIX:
+        raise ValueError(f"unknown Res2NetFuse variant '{variant}' ({', '.join(VARIANTS)})")
+    return f"{_PREFIX[variant]}_seed{seed}.pt"
 
 
 @dataclass
@@ -81,40 +124,118 @@ def many_image_set(size: int = 256, limit: int | None = None) -> ImageStack:
     return ImageStack(torch.from_numpy(stack)[:, None], specs)
 
 
-def train_model(model_kind: str, seed: int, out_dir: Path, profile: str = "full", device: str = "cpu",
-                train_image: str | None = None, progress: bool = True, max_seconds: float | None = None):
-    """Train one Res2NetFuse model; returns (checkpoint path, history DataFrame).
+def train_model(protocol: str = "quick", seed: int = 0, out: str | Path = CHECKPOINT_DIR, variant: str = "single",
+                device: str = "cpu", progress: bool = True, max_minutes: float | None = None, *,
+                train_image: str | None = None) -> tuple[Path, pd.DataFrame]:
+    """Train (or resume) one Res2NetFuse model of ``variant``; returns (checkpoint path, history DataFrame).
 
-    ``max_seconds`` bounds the training part of this call (see :func:`fusion_core.train.train`); a
-    stopped run resumes when called again.
+    ``max_minutes`` bounds the training part of this call (see :func:`fusion_core.train.train`); a
+    stopped run resumes when called again. ``train_image`` replaces single's image (default:
+    splits/train_single_image.txt).
     """
-    iterations, epochs, size = PROFILES[profile]
+    protocol = protocol_name(protocol)
+    recipe = PROTOCOLS[protocol]
+    checkpoint = Path(out) / checkpoint_name(protocol, variant, seed)
     seed_everything(seed)
     model = Res2NetFuse()
-    if model_kind == "single":
-        dataset = single_image_set(train_image, size)
-        config = TrainConfig(epochs=iterations, batch_size=1, lr=5e-4, seed=seed, shuffle=False, device=device,
-                             profile=profile, save_every=50)
-        name = f"r2n_1_seed{seed}"
-    elif model_kind == "many":
-        dataset = many_image_set(size, limit=8 if profile == "quick" else None)
-        config = TrainConfig(epochs=epochs, batch_size=4, lr=1e-4, seed=seed, shuffle=True, drop_last=True,
-                             device=device, profile=profile)
-        name = f"r2n_many_seed{seed}"
+    if variant == "single":
+        dataset = single_image_set(train_image, recipe.size)
+        config = TrainConfig(epochs=recipe.iterations, batch_size=1, lr=5e-4, seed=seed, shuffle=False, device=device,
+                             profile=protocol, save_every=50)
     else:
-        raise ValueError(f"model '{model_kind}' is not 'single' or 'many'")
-    checkpoint = Path(out_dir) / f"{name}.pt"
+        dataset = many_image_set(recipe.size, limit=recipe.many_images)
+        config = TrainConfig(epochs=recipe.epochs, batch_size=4, lr=1e-4, seed=seed, shuffle=True, drop_last=True,
+                             device=device, profile=protocol)
     history = train(model, Res2NetFuseLoss("code", "msssim_code"), dataset, config, checkpoint=checkpoint,
-                    log=None, progress=progress, max_seconds=max_seconds)
+                    log=None, progress=progress, max_seconds=None if max_minutes is None else 60.0 * max_minutes)
     return checkpoint, history
 
+
+# --------------------------------------------------------------------------- the models of a notebook profile
+
+@dataclass(frozen=True)
+class Plan:
+    """What a notebook profile trains: the protocol, where its checkpoints live, the seeds of each variant."""
+
+    protocol: str
+    checkpoint_dir: Path
+    seeds: dict[str, tuple[int, ...]]
+
+
+SEEDS = {"single": (0, 1, 2), "many": (0,)}  # the committed trainings (many: 66 CPU minutes each)
+
+
+def plan(profile: str, protocol: str | None = None) -> Plan:
+    """The models a notebook ``profile`` evaluates: quick trains its own under build/quick/; eval and full use
+    ``checkpoints/res2netfuse/`` (full trains what is missing, eval requires the committed files)."""
+    if profile == "quick":
+        return Plan("quick", QUICK_DIR, SEEDS)
+    if profile not in ("eval", "full"):
+        raise ValueError(f"unknown profile '{profile}' (quick, eval, full)")
+    protocol = protocol_name(protocol or "paper")
+    if protocol != "paper":
+        raise ValueError(f"profile '{profile}' evaluates the paper protocol, not '{protocol}'")
+    return Plan("paper", CHECKPOINT_DIR, SEEDS)
+
+
+_NAME = re.compile(r"^r2n_(?P<prefix>1|many)_seed(?P<seed>\d+)\.pt$")
+
+
+def discover(checkpoint_dir: str | Path, protocol: str = "paper") -> list[TrainedModel]:
+    """Complete models of ``protocol`` in ``checkpoint_dir`` (manifest ``epochs_done == epochs`` and its
+    ``protocol``, or the older ``profile``, naming it), ordered by variant then seed."""
+    protocol = protocol_name(protocol)
+    found = []
+    for path in sorted(Path(checkpoint_dir).glob("r2n_*_seed*.pt")):
+        match = _NAME.match(path.name)
+        progress = progress_of(path)
+        if not match or progress is None or progress[0] != progress[1]:
+            continue
+        trained = manifest_protocol(path)
+        if trained is None or PROTOCOL_ALIASES.get(trained, trained) != protocol:
+            continue
+        variant = "single" if match["prefix"] == "1" else "many"
+        found.append(trained_model(path, PAPER, variant, int(match["seed"]), protocol))
+    return sorted(found, key=lambda m: (VARIANTS.index(m.variant), m.seed))
+
+
+def first_seeds(models: Sequence[TrainedModel], repeats: int | None) -> list[TrainedModel]:
+    """The first ``repeats`` trainings (lowest seeds) of each variant; all of them when ``repeats`` is None."""
+    return _first_seeds(models, repeats, VARIANTS)
+
+
+def ensure_models(profile: str, variants: Sequence[str] = VARIANTS, repeats: int | None = None,
+                  protocol: str | None = None, progress: bool = False, device: str | None = None) -> list[TrainedModel]:
+    """The complete models ``profile`` uses (seeds 0…repeats−1 of :data:`SEEDS` per variant).
+
+    eval: the committed checkpoints, a FileNotFoundError names a missing one; quick and full: the missing
+    ones are trained (or resumed) in this process on ``device`` (default cpu), one after another.
+    """
+    config = plan(profile, protocol)
+    wanted = [(v, seed) for v in variants for seed in config.seeds[v][:repeats]]
+    have = {(m.variant, m.seed) for m in discover(config.checkpoint_dir, config.protocol)}
+    for variant, seed in wanted:
+        if (variant, seed) in have:
+            continue
+        if profile == "eval":
+            raise FileNotFoundError(f"{config.checkpoint_dir / checkpoint_name(config.protocol, variant, seed)}: no "
+                                    f"complete committed checkpoint for {variant} seed {seed}; run the notebook "
+                                    "with profile='full' to train it")
+        train_model(config.protocol, seed, config.checkpoint_dir, variant, device or "cpu", progress)
+    return [m for m in discover(config.checkpoint_dir, config.protocol) if (m.variant, m.seed) in wanted]
+
+
+# --------------------------------------------------------------------------- command line
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fusion_core.papers.res2netfuse.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["single", "many"], required=True)
+    parser.add_argument("--variant", choices=VARIANTS, help="single: Res2NetFuse_1; many: the Res2NetFuse_80000 row")
+    parser.add_argument("--model", dest="variant", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    protocols = [*PROTOCOLS, *PROTOCOL_ALIASES]
+    parser.add_argument("--protocol", choices=protocols, default="paper", metavar="{" + ",".join(PROTOCOLS) + "}")
+    parser.add_argument("--profile", dest="protocol", choices=protocols, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--train-image", default=None, help="default: fusion_core/papers/res2netfuse/splits/train_single_image.txt")
@@ -123,11 +244,12 @@ def main(argv=None) -> int:
                         f"minutes (checkpoint saved, exit code {INCOMPLETE}); rerun the same command to resume")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.variant is None:
+        parser.error(f"--variant is required ({', '.join(VARIANTS)})")
     if args.threads:
         torch.set_num_threads(args.threads)
-    checkpoint, history = train_model(args.model, args.seed, args.out, args.profile, args.device, args.train_image,
-                                      progress=not args.no_progress,
-                                      max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+    checkpoint, history = train_model(args.protocol, args.seed, args.out, args.variant, args.device,
+                                      not args.no_progress, args.max_minutes, train_image=args.train_image)
     done, epochs = progress_of(checkpoint)
     print(f"{checkpoint}: {done}/{epochs} epochs, final total loss {history['total'].iloc[-1]:.5f}")
     return 0 if done >= epochs else INCOMPLETE
