@@ -59,13 +59,20 @@ def _planes(fused, ir, vis, colour: str, quantize: bool):
     return flat(f), flat(a), flat(b), 3
 
 
-def score_column(column: Column, fused, ir, vis, convention: Convention) -> torch.Tensor:
-    """One column for a batch: N values (float64, on the images' device)."""
+def score_column(column: Column, fused, ir, vis, convention: Convention, planes: dict | None = None) -> torch.Tensor:
+    """One column for a batch: N values (float64, on the images' device).
+
+    ``planes``: a cache colour mode → planes shared by the columns of one call, so that the grey conversion
+    runs once per image, not once per column (the metrics do not modify their inputs)."""
     record = METRICS[column.metric]
     if record.needs_sources and (ir is None or vis is None):
         raise ValueError(f"metric '{column.metric}' needs the source images ir and vis")
     colour = column.colour or convention.colour
-    f, a, b, c = _planes(fused, ir, vis, colour, convention.quantize)
+    if planes is None:
+        planes = {}
+    if colour not in planes:
+        planes[colour] = _planes(fused, ir, vis, colour, convention.quantize)
+    f, a, b, c = planes[colour]
     values = record.fn(f, a, b, **{**record.defaults, **column.options})
     return values.reshape(-1, c).mean(dim=1)
 
@@ -97,10 +104,10 @@ def score(fused, ir=None, vis=None, metrics: Iterable[str] | None = None, conven
     overrides = dict(options or {})
     if mi_matlab_bug is not None:
         overrides["MI"] = {**overrides.get("MI", {}), "matlab_bug": mi_matlab_bug}
-    out = {}
+    out, planes = {}, {}
     for name in names:
         column = conv.column(name)
         if name in overrides:
             column = Column(column.metric, {**column.options, **overrides[name]}, column.colour)
-        out[name] = score_column(column, f, a, b, conv).cpu()
+        out[name] = score_column(column, f, a, b, conv, planes).cpu()
     return out
