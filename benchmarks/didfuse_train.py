@@ -5,7 +5,7 @@
 
 One iteration = encode–decode 24 IR and 24 VIS crops, Eq. 5, backward, Adam step (loss preset
 "paper"; AMP on CUDA as fusion_core.train uses it). Crops are the centre crops of the first 24 pairs of
-fusion_core/papers/didfuse/splits/train.txt. Extrapolated to the full protocol: 120 epochs × ⌈pairs / 24⌉ iterations
+fusion_core/papers/didfuse/splits/train.txt. Extrapolated to the paper protocol: 120 epochs × ⌈pairs / 24⌉ iterations
 — 960 on our FLIR-Train-180 substitute, 1,440 on the paper's 286 pairs. ``--concurrent K`` runs K
 trainings at once (spawned processes, as ``python -m fusion_core.sweep --parallel K`` does; CPU
 threads split between them) and reports their summed throughput, the speed-up over one run and
@@ -27,10 +27,11 @@ from fusion_core import data
 from fusion_core.io import write_csv
 from fusion_core.papers.didfuse.loss import DIDFuseLoss
 from fusion_core.papers.didfuse.model import DIDFuse
+from fusion_core.papers.didfuse.train import PROTOCOLS
 from fusion_core.train import CropPairs, seed_everything
 
-BATCH, EPOCHS = 24, 120
-PROTOCOLS = {"ours (flir_train180)": 180, "paper (286 pairs)": 286}
+BATCH, EPOCHS = PROTOCOLS["paper"].batch_size, PROTOCOLS["paper"].epochs  # 24, 120
+TRAINING_SETS = {"ours (flir_train180)": 180, "paper (286 pairs)": 286}  # pairs per epoch of the paper protocol
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
                 row = {"device": name, "crop": crop, "processes": processes, "threads_each": threads,
                        "s_per_iter": round(sum(seconds) / len(seconds), 4),
                        "aggregate_iter_per_s": round(throughput, 4)}
-                for label, pairs in PROTOCOLS.items():
+                for label, pairs in TRAINING_SETS.items():
                     per_training = EPOCHS * math.ceil(pairs / BATCH)
                     row[f"hours_one_training {label}"] = round(per_training * row["s_per_iter"] / 3600, 3)
                     row[f"hours_25_trainings {label}"] = round(25 * per_training / throughput / 3600, 3)

@@ -3,8 +3,8 @@
 One small network (DIDFuse: 0.26 M parameters, batch 24 at 128²) leaves most of a GPU idle, so
 a seed sweep runs K trainings at once on the same device instead of one after another::
 
-    python -m fusion_core.sweep --parallel 8 --gpu --seeds 0-24 --vary ablation=full,exp1,exp2,exp3,exp4,exp5 \\
-        --logs build/sweep -- python -m fusion_core.papers.didfuse.train --profile full --device cuda --max-minutes 9
+    python -m fusion_core.sweep --parallel 8 --gpu --seeds 0-24 --vary variant=base,exp1,exp2,exp3,exp4,exp5 \\
+        --logs build/sweep -- python -m fusion_core.papers.didfuse.train --protocol paper --device cuda --max-minutes 9
 
 Each job is the command after ``--`` plus ``--seed S`` and one ``--KEY VALUE`` per ``--vary``; a
 leading ``python``/``python3`` is replaced by this interpreter. Every job is one Dask task that runs
@@ -95,7 +95,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def parse_vary(items: list[str]) -> list[tuple[str, list[str]]]:
-    """['ablation=full,exp1'] → [('ablation', ['full', 'exp1'])]."""
+    """['variant=base,exp1'] → [('variant', ['base', 'exp1'])]."""
     parsed = []
     for item in items:
         key, sep, values = item.partition("=")

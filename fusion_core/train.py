@@ -22,7 +22,7 @@ Files written (atomically, after every epoch) next to ``checkpoint`` = ``DIR/NAM
   Several times the weights' size, so it is never committed (``checkpoints/.gitignore``).
 * ``NAME.json`` — manifest: sha256 and size of ``NAME.pt``, ``checksum`` (the key raw per-image
   result files record for these weights), parameter count, data, epochs, device, torch version,
-  git commit, profile, seed, config, wall time, final losses.
+  git commit, protocol, seed, config, wall time, final losses.
 * ``NAME_history.csv`` — one row per epoch: epoch, lr, seconds, every loss term.
 
 ``max_seconds`` bounds one call: after each epoch the loop checks whether another epoch (timed
@@ -76,7 +76,7 @@ class TrainConfig:
     drop_last: bool = False
     device: str = "cpu"
     amp: bool = True  # mixed precision, used only on CUDA
-    profile: str = "custom"
+    protocol: str = "custom"  # the paper's name of this training recipe (quick, reduced, paper), for the manifest
     save_every: int = 1  # epochs between checkpoint writes (the last epoch is always written)
 
     def __post_init__(self):
@@ -547,7 +547,7 @@ def _manifest(path: Path, model: nn.Module, config: TrainConfig, history: list[d
         "loss": loss_info,
         "epochs_done": len(history),
         "epochs": config.epochs,
-        "profile": config.profile,
+        "protocol": config.protocol,
         "seed": config.seed,
         "config": asdict(config),
         "device": str(device) if device.type != "cuda" else f"cuda:{torch.cuda.get_device_name(device)}",

@@ -133,15 +133,15 @@ def test_checkpoint_manifest_and_history_describe_the_run(crops, tmp_path):
     pd.testing.assert_frame_equal(logged[LOSS_TERMS], history[LOSS_TERMS], check_exact=False, rtol=1e-12)
 
 
-def test_train_cli_quick_profile_writes_a_checkpoint_the_fuse_method_loads(tmp_path):
+def test_train_cli_quick_protocol_writes_a_checkpoint_the_fuse_method_loads(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "fusion_core.papers.didfuse.train", "--profile", "quick", "--epochs", "1", "--max-pairs", "4",
+        [sys.executable, "-m", "fusion_core.papers.didfuse.train", "--protocol", "quick", "--epochs", "1", "--max-pairs", "4",
          "--seed", "1", "--out", str(tmp_path), "--threads", "2", "--no-progress"],
         capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
     checkpoint = tmp_path / "didfuse_quick_seed1.pt"
     manifest = json.loads(checkpoint.with_suffix(".json").read_text())
-    assert manifest["profile"] == "quick" and manifest["data"]["split"] == "didfuse/train"
+    assert manifest["protocol"] == "quick" and manifest["data"]["split"] == "didfuse/train"
     fuser = build_method("didfuse", weights=checkpoint, rule="ave")
     ir, vis = torch.rand(1, 1, 40, 56), torch.rand(1, 1, 40, 56)
     assert fuser(ir, vis).shape == (1, 1, 40, 56)

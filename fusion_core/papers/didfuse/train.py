@@ -148,7 +148,7 @@ def train_model(protocol: str = "quick", seed: int = 0, out: str | Path = CHECKP
                      max_pairs=max_pairs if max_pairs is not None else base.max_pairs)
     config = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, lr=1e-3,
                          milestones=milestones(recipe.epochs), gamma=0.1, seed=seed, device=device,
-                         profile=protocol)
+                         protocol=protocol)
     seed_everything(seed)  # before the model: the initial weights depend on the seed only
     model = DIDFuse(**ablation.model)
     loss = DIDFuseLoss(loss_preset, **ablation.loss)

@@ -141,11 +141,11 @@ def train_model(protocol: str = "quick", seed: int = 0, out: str | Path = CHECKP
     if variant == "single":
         dataset = single_image_set(train_image, recipe.size)
         config = TrainConfig(epochs=recipe.iterations, batch_size=1, lr=5e-4, seed=seed, shuffle=False, device=device,
-                             profile=protocol, save_every=50)
+                             protocol=protocol, save_every=50)
     else:
         dataset = many_image_set(recipe.size, limit=recipe.many_images)
         config = TrainConfig(epochs=recipe.epochs, batch_size=4, lr=1e-4, seed=seed, shuffle=True, drop_last=True,
-                             device=device, profile=protocol)
+                             device=device, protocol=protocol)
     history = train(model, Res2NetFuseLoss("code", "msssim_code"), dataset, config, checkpoint=checkpoint,
                     log=None, progress=progress, max_seconds=None if max_minutes is None else 60.0 * max_minutes)
     return checkpoint, history
