@@ -12,18 +12,18 @@ steps of :data:`STEPS` run in priority order, each within its budget (its own ca
 run cut off keeps every finished step. ``OUT/campaign.json`` (rewritten after every step) says per step:
 status, seconds, archive, details. Unpack the archives at the repository root (``tar -xzf OUT/NN_x.tar.gz
 -C .``): paths inside are relative to it, so checkpoints land in ``checkpoints/<paper>/`` and raw
-per-image files in ``results/<paper>/raw_full/``, where the eval profile picks them up
-(``make reproduce NB=didfuse PARAMS="model_profile=full"``).
+per-image files in ``results/<paper>/raw_paper/``, where the eval profile picks them up
+(``make reproduce NB=didfuse PARAMS="protocol=paper"``).
 
 Steps (priority order):
 
-1. ``didfuse_train`` — DIDFuse with the paper's protocol (``train_didfuse --profile full --device cuda``:
-   128² crops, 120 epochs, batch 24), seeds 0–24 of the full model packed on the GPU through
+1. ``didfuse_train`` — DIDFuse with the paper's protocol (``didfuse.train --protocol paper --device cuda``:
+   128² crops, 120 epochs, batch 24), seeds 0–24 of the base model packed on the GPU through
    :mod:`fusion_core.sweep` (``--parallel`` at once), each job in ``--max-minutes`` chunks and no job
    started after half the step's budget, so the step ends in time; unfinished runs carry their resume
    state back (``NAME.resume.pt``) and the next campaign continues them.
-2. ``didfuse_raw`` — per-image raw results of every complete full-protocol model on the test sets whose
-   data travelled (``raw_full/``; rule sal+cam, and ``sum`` for seed 0), one sweep job per seed.
+2. ``didfuse_raw`` — per-image raw results of every complete paper-protocol model on the test sets whose
+   data travelled (``raw_paper/``; rule sal+cam, and ``sum`` for seed 0), one sweep job per seed.
 3. ``cuda_timings`` — metric suite pairs/s at 768×576 (``benchmarks/metrics_speed.py``) and ``fuse``
    frames/s of each learned method at 768×576.
 4. ``didfuse_ablations_train`` — Table IV's exp1–exp5, seeds 0–4 (what still comes back: the device tool
@@ -63,7 +63,7 @@ CARRIED_WHEELS = ("kornia", "kornia_rs", "pytorch_msssim", "pywt", "dtcwt", "das
                   "tblib", "zict", "tornado")
 # Data sets the steps read; the Makefile's gpu-data target copies them to .carry/data (tno42: 3 pairs).
 # nir_country52 (9.5 MiB) and tno40 (22 MiB) do not fit next to the tree and the wheels (64 MiB a call), so the
-# raw step covers test_flir there; the other test sets' raw_full files are computed here from the checkpoints.
+# raw step covers test_flir there; the other test sets' raw_paper files are computed here from the checkpoints.
 CARRIED_DATA = ("flir_train180", "flir_test40")
 
 
@@ -128,11 +128,11 @@ def _sweep_jobs(ctx: Context, jobs, logs: Path, seconds: float, deadline_fractio
 
 
 def _didfuse_checkpoints(ctx: Context) -> tuple[Path, str, list[str]]:
-    """(checkpoint folder, trainer profile, extra trainer options) of this campaign's DIDFuse trainings."""
+    """(checkpoint folder, training protocol, extra trainer options) of this campaign's DIDFuse trainings."""
     if ctx.tiny:  # the quick trainer's settings in the campaign's own folder: the quick notebooks take every
         # complete model of build/quick/checkpoints, so a dry run there would change what make test prints
         return ctx.work / "checkpoints" / "didfuse", "quick", ["--epochs", "2", "--max-pairs", "4"]
-    return REPO / "checkpoints" / "didfuse", "full", []
+    return REPO / "checkpoints" / "didfuse", "paper", []
 
 
 def _train_didfuse(ctx: Context, seconds: float, variants: list[str], name: str,
@@ -140,17 +140,17 @@ def _train_didfuse(ctx: Context, seconds: float, variants: list[str], name: str,
     from . import sweep
     from .train import progress_of
 
-    folder, profile, extra = _didfuse_checkpoints(ctx)
+    folder, protocol, extra = _didfuse_checkpoints(ctx)
     chunk = max(0.45 * seconds / 60, 0.05)
-    command = ["python", "-m", "fusion_core.papers.didfuse.train", "--profile", profile, "--device", ctx.device, "--out",
-               str(folder), "--no-progress", "--max-minutes", f"{chunk:.2f}", *extra]
-    jobs = sweep.build_jobs(command, seeds, [("ablation", variants)])
+    command = ["python", "-m", "fusion_core.papers.didfuse.train", "--protocol", protocol, "--device", ctx.device,
+               "--out", str(folder), "--no-progress", "--max-minutes", f"{chunk:.2f}", *extra]
+    jobs = sweep.build_jobs(command, seeds, [("variant", variants)])
     logs = ctx.work / name
     details = _sweep_jobs(ctx, jobs, logs, seconds)
     files = [logs]
     for variant in variants:
         for seed in seeds:
-            stem = f"didfuse_{profile}" + ("" if variant == "full" else f"_{variant}") + f"_seed{seed}"
+            stem = f"didfuse_{protocol}" + ("" if variant == "base" else f"_{variant}") + f"_seed{seed}"
             checkpoint = folder / f"{stem}.pt"
             progress = progress_of(checkpoint)
             if progress is None:
@@ -165,7 +165,7 @@ def _train_didfuse(ctx: Context, seconds: float, variants: list[str], name: str,
 
 @step("didfuse_train", minutes=4.0)
 def didfuse_train(ctx: Context, seconds: float):
-    return _train_didfuse(ctx, seconds, ["full"], "didfuse_train", [90, 91] if ctx.tiny else list(range(25)))
+    return _train_didfuse(ctx, seconds, ["base"], "didfuse_train", [90, 91] if ctx.tiny else list(range(25)))
 
 
 def _roles_with_data(roles) -> list[str]:
@@ -186,18 +186,19 @@ def _roles_with_data(roles) -> list[str]:
 def didfuse_raw(ctx: Context, seconds: float):
     from . import sweep
     from .papers.didfuse import experiment as exp
+    from .papers.didfuse.train import discover
 
-    folder, profile, _ = _didfuse_checkpoints(ctx)
-    models = [s for s in exp.discover(folder, profile) if s.variant == "full" and (not ctx.tiny or s.seed >= 90)]
+    folder, protocol, _ = _didfuse_checkpoints(ctx)
+    models = [m for m in discover(folder, protocol) if m.variant == "base" and (not ctx.tiny or m.seed >= 90)]
     roles = _roles_with_data(exp.TEST_SETS)
     out = ctx.work / "didfuse_results" if ctx.tiny else REPO / "results" / "didfuse"
     notebook_profile = "quick" if ctx.tiny else "full"
     command = ["python", "-m", "fusion_core.papers.didfuse.experiment", "raw", "--profile", notebook_profile,
-               "--model-profile", "full", "--variant", "full", "--sets", ",".join(roles), "--threads", "1",
+               "--protocol", "paper", "--variant", "base", "--sets", ",".join(roles), "--threads", "1",
                "--out", str(out), *(["--checkpoints", str(folder)] if ctx.tiny else [])]
-    jobs = [sweep.Job(f"raw_seed{s.seed}", [sys.executable, *command[1:], "--seeds", str(s.seed), "--strategies",
-                                            exp.PAPER_RULE + (",sum" if s.seed in (0, 90) else "")])
-            for s in models]
+    jobs = [sweep.Job(f"raw_seed{m.seed}", [sys.executable, *command[1:], "--seeds", str(m.seed), "--rules",
+                                            exp.PAPER_RULE + (",sum" if m.seed in (0, 90) else "")])
+            for m in models]
     logs = ctx.work / "didfuse_raw"
     details = {"roles": roles, "models": len(models)}
     if jobs and roles:
@@ -234,8 +235,8 @@ def fuse_fps(ctx: Context, path: Path) -> dict:
 
     from .methods import build_method
 
-    folder, profile, _ = _didfuse_checkpoints(ctx)
-    didfuse = sorted(folder.glob(f"didfuse_{profile}_seed*.pt")) or sorted(
+    folder, protocol, _ = _didfuse_checkpoints(ctx)
+    didfuse = sorted(folder.glob(f"didfuse_{protocol}_seed*.pt")) or sorted(
         (REPO / "checkpoints" / "didfuse").glob("didfuse_reduced_seed*.pt"))
     methods = {"didfuse": didfuse[0] if didfuse else None, "res2netfuse": None}
     h, w, frames = (64, 64, 2) if ctx.tiny else (576, 768, 50)

@@ -63,6 +63,6 @@ def test_cpu_dry_run_of_the_whole_campaign_packs_every_step(didfuse_training_pai
     fuser = build_method("didfuse", weights=tmp_path / "back" / checkpoint)
     assert fuser(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)).shape == (1, 1, 32, 32)
     with tarfile.open(archives["didfuse_raw"]) as tar:
-        assert any(n.endswith("full_seed90_sal-cam.csv") for n in tar.getnames())
+        assert any(n.endswith("base_seed90_sal-cam.csv") for n in tar.getnames())
     with tarfile.open(archives["cuda_timings"]) as tar:
         assert {Path(n).name for n in tar.getnames()} >= {"metrics_speed.csv", "fuse_fps.csv"}

@@ -1,114 +1,35 @@
-"""DIDFuse experiment driver: model discovery, resumable raw files, ablation variants, Tables III–V."""
+"""DIDFuse experiments: its sources on the raw-results engine, ablation variants, Tables III–V, the raw CLI."""
 from __future__ import annotations
 
-import json
+import dataclasses
 
 import pandas as pd
 import pytest
 import torch
 
-from fusion_core import data, report
-from fusion_core.papers.didfuse.model import DIDFuse, load_checkpoint
+from fusion_core import data, engine, report
 from fusion_core.papers.didfuse import experiment as exp
-from fusion_core.papers.didfuse.model import TABLE3_RULES
+from fusion_core.papers.didfuse import sources
+from fusion_core.papers.didfuse.model import TABLE3_RULES, DIDFuse, load_checkpoint
 from fusion_core.papers.didfuse.train import ABLATIONS
+from fusion_core.train import TrainedModel
 
 SMALL = ("08", "05")  # two small tno40 pairs (256², 280²)
 
 
-def _fake_checkpoint(folder, name, epochs_done, epochs=12):
-    (folder / f"{name}.pt").write_bytes(name.encode())
-    (folder / f"{name}.json").write_text(json.dumps({"epochs_done": epochs_done, "epochs": epochs}))
-
-
-def _tiny_source(key="full_seed7", seed=7, variant="full", **config):
+def _tiny_source(key="base_seed7", seed=7, variant="base", **config):
     torch.manual_seed(seed)
     model = DIDFuse(**config).eval()
-    return exp._net_source(key, variant, seed, f"sum{seed}", lambda: model, None)
+    return sources.network_source(key, f"sum{seed}", lambda: model, {"variant": variant, "seed": seed})
 
 
 @pytest.fixture
-def small_pairs(data_root, monkeypatch):
-    """Two small TNO pairs, 64² top-left crops, for every split role."""
+def small_sets(data_root, monkeypatch):
+    """Every split role: two small TNO pairs, 64² top-left crops."""
     by_stem = {p.stem: p for p in data.load_split(exp.PAPER, "test_tno")}
-    pairs = [by_stem[s] for s in SMALL]
-    monkeypatch.setattr(exp, "split_pairs", lambda role, profile: pairs)
-    monkeypatch.setattr(exp, "load_images", lambda pair, profile: data.PairImages(
-        pair, *(t[..., :64, :64] for t in (data.load_pair(pair).ir, data.load_pair(pair).vis))))
+    pairs = tuple(by_stem[s] for s in SMALL)
+    monkeypatch.setattr(exp, "data_set", lambda role, profile: engine.DataSet(role, pairs, (64, 64)))
     return pairs
-
-
-# --------------------------------------------------------------------------- discovery
-
-def test_discover_keeps_complete_models_of_the_profile(tmp_path):
-    _fake_checkpoint(tmp_path, "didfuse_reduced_seed0", 12)
-    _fake_checkpoint(tmp_path, "didfuse_reduced_seed1", 7)  # still training
-    _fake_checkpoint(tmp_path, "didfuse_reduced_exp3_seed0", 12)
-    _fake_checkpoint(tmp_path, "didfuse_quick_seed0", 2, 2)  # another trainer profile
-    (tmp_path / "didfuse_reduced_seed4.pt").write_bytes(b"no manifest")
-    found = exp.discover(tmp_path, "reduced")
-    assert [(s.key, s.variant, s.seed) for s in found] == [("full_seed0", "full", 0), ("exp3_seed0", "exp3", 0)]
-    assert found[0].checksum != found[1].checksum
-
-
-def test_model_profiles_pick_the_checkpoints_and_their_raw_folder(tmp_path):
-    assert exp.settings("eval").train_profile == "reduced"
-    assert exp.settings("eval", "full").train_profile == "full"
-    paper = exp.settings("full")  # the full notebook profile trains the paper's protocol
-    assert paper.train_profile == "full" and paper.epochs is None and len(paper.seeds["exp4"]) == 25
-    assert exp.settings("full", "reduced").seeds["exp1"] == (0, 1)
-    with pytest.raises(ValueError, match="model profile 'tiny'"):
-        exp.settings("eval", "tiny")
-    assert "128x128" in exp.substitutes("full")[0] and "64x64" in exp.substitutes("eval")[0]
-    _fake_checkpoint(tmp_path, "didfuse_full_seed3", 120, 120)
-    _fake_checkpoint(tmp_path, "didfuse_reduced_seed3", 12)
-    full, reduced = exp.discover(tmp_path, "full")[0], exp.discover(tmp_path, "reduced")[0]
-    assert full.key == reduced.key == "full_seed3"  # same key, separate raw folders: no collision
-    assert exp.raw_path(tmp_path, full, "val", "sal+cam") == tmp_path / "raw_full" / "val" / "full_seed3_sal-cam.csv"
-    assert exp.raw_path(tmp_path, reduced, "val", "sal+cam") == tmp_path / "raw" / "val" / "full_seed3_sal-cam.csv"
-
-
-def test_repeats_keep_the_lowest_seeds_of_each_variant(tmp_path):
-    for name in ("didfuse_reduced_seed2", "didfuse_reduced_seed0", "didfuse_reduced_seed1",
-                 "didfuse_reduced_exp1_seed1", "didfuse_reduced_exp1_seed0"):
-        _fake_checkpoint(tmp_path, name, 12)
-    found = exp.discover(tmp_path)
-    assert [s.key for s in exp.first_seeds(found, 2)] == ["full_seed0", "full_seed1", "exp1_seed0", "exp1_seed1"]
-    assert [s.key for s in exp.first_seeds(found, None)] == [s.key for s in found]
-    with pytest.raises(ValueError, match="repeats"):
-        exp.first_seeds(found, 0)
-
-
-def test_paper_protocol_trains_the_missing_models_as_one_concurrent_sweep(tmp_path, monkeypatch):
-    from fusion_core import sweep
-
-    _fake_checkpoint(tmp_path, "didfuse_full_seed0", 120, 120)  # already trained: not run again
-    monkeypatch.setattr(exp, "settings", lambda profile, model_profile=None: exp.Settings(
-        "full", None, None, None, None, tmp_path, {v: (0, 1) for v in exp.VARIANTS}))
-    seen = {}
-
-    def fake_run(jobs, parallel, threads, logs, echo=print, **kwargs):
-        seen.update(jobs=jobs, parallel=parallel)
-        for job in jobs:
-            job.returncode = 0
-        return jobs
-
-    monkeypatch.setattr(sweep, "run_jobs", fake_run)
-    models = exp.ensure_models("full", ["full", "exp2"], repeats=2, parallel=4, max_minutes=9)
-    assert [j.name for j in seen["jobs"]] == ["full_seed1", "exp2_seed0", "exp2_seed1"] and seen["parallel"] == 4
-    argv = seen["jobs"][1].argv
-    assert argv[argv.index("--profile") + 1] == "full" and argv[argv.index("--ablation") + 1] == "exp2"
-    assert argv[argv.index("--max-minutes") + 1] == "9" and argv[argv.index("--out") + 1] == str(tmp_path)
-    assert [m.key for m in models] == ["full_seed0"]  # the fake jobs trained nothing
-    monkeypatch.setattr(sweep, "run_jobs", lambda jobs, *a, **k: [setattr(j, "returncode", 1) for j in jobs])
-    with pytest.raises(RuntimeError, match="training failed for full_seed1"):
-        exp.ensure_models("full", ["full"], repeats=2)
-
-def test_discover_orders_variants_then_seeds(tmp_path):
-    for name in ("didfuse_reduced_exp5_seed0", "didfuse_reduced_seed10", "didfuse_reduced_seed2",
-                 "didfuse_reduced_exp1_seed0"):
-        _fake_checkpoint(tmp_path, name, 12)
-    assert [s.key for s in exp.discover(tmp_path)] == ["full_seed2", "full_seed10", "exp1_seed0", "exp5_seed0"]
 
 
 # --------------------------------------------------------------------------- fusion
@@ -117,8 +38,9 @@ def test_fuse_with_rules_equals_fusing_rule_by_rule(data_root):
     pair = data.load_split(exp.PAPER, "test_tno")[7]
     images = data.load_pair(pair)
     ir, vis = images.ir[..., :48, :48], images.vis[..., :48, :48]
-    model = _tiny_source().model()
-    fused = exp.fuse_with_rules(model, ir, vis, ["sal+cam", "ave", "sum"])
+    torch.manual_seed(7)
+    model = DIDFuse().eval()
+    fused = sources.fuse_with_rules(model, ir, vis, ["sal+cam", "ave", "sum"])
     with torch.no_grad():
         for rule, image in fused.items():
             assert torch.allclose(image, model.fuse(ir, vis, rule).clamp(0, 1), atol=1e-6), rule
@@ -133,61 +55,47 @@ def test_ablation_checkpoint_loads_and_fuses(tmp_path, variant, data_root):
     assert loaded.config == model.config
     images = data.load_pair(data.load_split(exp.PAPER, "val")[0])
     ir, vis = images.ir[..., :40, :40], images.vis[..., :40, :40]
-    fused = exp.fuse_with_rules(loaded, ir, vis, [exp.PAPER_RULE])[exp.PAPER_RULE]
+    fused = sources.fuse_with_rules(loaded, ir, vis, [exp.PAPER_RULE])[exp.PAPER_RULE]
     assert fused.shape == ir.shape and 0 <= float(fused.min()) and float(fused.max()) <= 1
 
 
-# --------------------------------------------------------------------------- raw files
+# --------------------------------------------------------------------------- sources and raw files
 
-def test_raw_files_are_written_once_then_reused(tmp_path, small_pairs):
+def test_a_model_source_encodes_each_pair_once_for_all_rules(tmp_path, small_sets):
+    torch.manual_seed(7)
+    model = DIDFuse().eval()
+    encodings = []
+    model.encoder.register_forward_hook(lambda *_: encodings.append(1))
+    source = sources.network_source("base_seed7", "sum7", lambda: model, {"variant": "base", "seed": 7})
+    result = exp.raw_results([source], ["test_tno"], ["ave", "sal+cam"], "quick", tmp_path)
+    assert len(encodings) == 2 * 2  # IR and VIS of each of the two pairs, once for both rules
+    assert sorted(p.name for p in (tmp_path / "raw" / "test_tno").iterdir()) == ["base_seed7_ave.csv",
+                                                                                 "base_seed7_sal-cam.csv"]
+    assert list(result.rows.columns[:3]) == ["source", "variant", "seed"] and set(result.rows["variant"]) == {"base"}
+    exp.raw_results([source], ["test_tno"], ["ave", "sal+cam"], "quick", tmp_path)
+    assert len(encodings) == 4  # complete files are read, not recomputed
+
+
+def test_eval_reads_and_verifies_the_smallest_pair(tmp_path, small_sets):
     source = _tiny_source()
-    calls = []
-    fuse = source.fuse
-    source.fuse = lambda images, rules: calls.append(list(rules)) or fuse(images, rules)
-    paths = exp.compute_raw(source, "test_tno", ["ave", "sal+cam"], "quick", tmp_path)
-    assert [p.name for p in paths] == ["full_seed7_ave.csv", "full_seed7_sal-cam.csv"]
-    assert calls == [["ave", "sal+cam"]] * 2  # one encoding per pair serves both rules
-    frame = pd.read_csv(paths[1], dtype={"stem": str})
-    assert list(frame["stem"]) == list(SMALL) and set(exp.METRICS) <= set(frame.columns)
-    exp.compute_raw(source, "test_tno", ["ave", "sal+cam"], "quick", tmp_path)
-    assert len(calls) == 2
+    exp.raw_results([source], ["test_tno"], ["ave"], "quick", tmp_path)
+    result = exp.raw_results([source], ["test_tno"], ["ave", "sal"], "eval", tmp_path)
+    assert result.missing == ["raw/test_tno/base_seed7_sal.csv"]
+    assert len(result.rows) == 2 and result.ok and list(result.checks["stem"]) == ["08"]  # the smaller pair
 
 
-def test_partial_raw_file_resumes_after_the_last_pair(tmp_path, small_pairs):
-    source = _tiny_source()
-    path = exp.compute_raw(source, "test_tno", ["ave"], "quick", tmp_path)[0]
-    done = pd.read_csv(path, dtype={"stem": str, "checksum": str})
-    path.unlink()
-    done.iloc[:1].to_csv(path.with_suffix(".partial.csv"), index=False)
-    fused = []
-    fuse = source.fuse
-    source.fuse = lambda images, rules: fused.append(images.pair.stem) or fuse(images, rules)
-    exp.compute_raw(source, "test_tno", ["ave"], "quick", tmp_path)
-    assert fused == [SMALL[1]]
-    assert not path.with_suffix(".partial.csv").exists()
-    pd.testing.assert_frame_equal(pd.read_csv(path, dtype={"stem": str, "checksum": str}), done)
+def test_paper_protocol_models_write_to_their_own_raw_folder(tmp_path):
+    model = TrainedModel(tmp_path / "didfuse_paper_seed3.pt", "didfuse", "base", 3, "paper", "abc")
+    source = exp.model_sources([model])[0]
+    assert engine.raw_path(tmp_path, source, "val", "sal+cam") == tmp_path / "raw_paper" / "val" / "base_seed3_sal-cam.csv"
+    reduced = exp.model_sources([dataclasses.replace(model, protocol="reduced")])[0]
+    assert engine.raw_path(tmp_path, reduced, "val", "sal+cam") == tmp_path / "raw" / "val" / "base_seed3_sal-cam.csv"
 
 
-def test_raw_file_of_other_weights_is_recomputed(tmp_path, small_pairs):
-    old = _tiny_source(seed=7)
-    path = exp.compute_raw(old, "test_tno", ["ave"], "quick", tmp_path)[0]
-    new = _tiny_source(seed=8, key="full_seed7")  # same name, retrained weights
-    assert not exp.is_complete(path, small_pairs, new.checksum)
-    exp.compute_raw(new, "test_tno", ["ave"], "quick", tmp_path)
-    assert set(pd.read_csv(path, dtype={"checksum": str})["checksum"]) == {new.checksum}
-
-
-def test_eval_collect_verifies_stored_values(tmp_path, small_pairs):
-    source = _tiny_source()
-    path = exp.compute_raw(source, "test_tno", ["ave"], "quick", tmp_path)[0]
-    raw, checks, missing = exp.collect([source], ["test_tno"], ["ave", "sal"], "eval", tmp_path)
-    assert missing == ["raw/test_tno/full_seed7_sal.csv"]
-    assert len(raw) == 2 and checks["ok"].all() and list(checks["stem"]) == ["08"]  # the smaller pair
-    frame = pd.read_csv(path, dtype={"stem": str, "checksum": str})
-    frame.loc[frame["stem"] == "08", "SD"] *= 1.01
-    frame.to_csv(path, index=False)
-    _, checks, _ = exp.collect([source], ["test_tno"], ["ave"], "eval", tmp_path)
-    assert not checks["ok"].any()
+def test_released_images_and_baselines_have_no_rule(data_root):
+    refs = exp.reference_sources()
+    assert [s.key for s in refs["rule-less"]] == ["released_images", "tif"]
+    assert all(s.rules is None and s.labels["seed"] == -1 for s in refs["rule-less"])
 
 
 # --------------------------------------------------------------------------- tables
@@ -201,9 +109,9 @@ def test_table5_puts_ours_next_to_reported_didfuse():
     reported = report.load_reported(exp.PAPER)
     paper_tno = reported[(reported["table"] == "V") & (reported["dataset"] == "TNO") & (reported["method"] == "DIDFuse")]
     values = paper_tno.set_index("metric").loc[exp.METRICS, "value"].tolist()
-    rows = (_raw_rows("full_seed0", "full", 0, "sal+cam", "test_tno", values)
-            + _raw_rows("full_seed1", "full", 1, "sal+cam", "test_tno", values)
-            + _raw_rows("full_seed0", "full", 0, "sum", "test_tno", [2.0] * 6)
+    rows = (_raw_rows("base_seed0", "base", 0, "sal+cam", "test_tno", values)
+            + _raw_rows("base_seed1", "base", 1, "sal+cam", "test_tno", values)
+            + _raw_rows("base_seed0", "base", 0, "sum", "test_tno", [2.0] * 6)
             + _raw_rows("tif", "tif", -1, "-", "test_tno", [1.0] * 6))
     table = exp.table5(pd.DataFrame(rows), reported)
     with_sum = table[(table["dataset"] == "TNO") & (table["method"] == "DIDFuse ours + sum")]
@@ -221,7 +129,7 @@ def test_table3_compares_every_rule_with_both_reported_scenes():
     reported = report.load_reported(exp.PAPER)
     rows = []
     for i, rule in enumerate(TABLE3_RULES):  # later rules larger, as the paper's order mostly is
-        rows += _raw_rows("full_seed0", "full", 0, rule, "val", [1.0 + i] * 6)
+        rows += _raw_rows("base_seed0", "base", 0, rule, "val", [1.0 + i] * 6)
     table = exp.table3(pd.DataFrame(rows), reported)
     assert len(table.dropna(subset=["ours_mean", "reported"])) == 72
     paper = reported[reported["table"] == "III"].set_index(["dataset", "method", "metric"])["value"]
@@ -232,7 +140,7 @@ def test_table3_compares_every_rule_with_both_reported_scenes():
 
 def test_table4_counts_larger_values_per_experiment():
     reported = report.load_reported(exp.PAPER)
-    rows = _raw_rows("full_seed0", "full", 0, "sal+cam", "val", [5.0] * 6)
+    rows = _raw_rows("base_seed0", "base", 0, "sal+cam", "val", [5.0] * 6)
     rows += _raw_rows("exp1_seed0", "exp1", 0, "sal+cam", "val", [4.0] * 6)  # loses everywhere
     rows += _raw_rows("exp2_seed0", "exp2", 0, "sal+cam", "val", [6.0, 6.0, 4.0, 4.0, 4.0, 4.0])
     table = exp.table4(pd.DataFrame(rows), reported)
@@ -265,3 +173,15 @@ def test_zoom_boxes_add_one_inset_per_box_and_panel():
 def test_cli_without_a_complete_model_says_so(tmp_path, capsys):
     code = exp.main(["raw", "--profile", "quick", "--variant", "exp2", "--seeds", "99", "--out", str(tmp_path)])
     assert code == 2 and "no complete quick 'exp2' model" in capsys.readouterr().err
+
+
+def test_cli_computes_a_classical_baseline_with_the_old_flag_names(tmp_path, small_sets):
+    code = exp.main(["raw", "--profile", "quick", "--variant", "tif", "--sets", "test_tno", "--model-profile",
+                     "reduced", "--strategies", "sal+cam", "--out", str(tmp_path)])
+    assert code == 0 and len(engine.read_raw(tmp_path / "raw" / "test_tno" / "tif.csv")) == 2
+
+
+def test_profile_line_records_the_device_it_is_given():
+    model = TrainedModel(None, "didfuse", "base", 0, "reduced", "abc")
+    line = exp.profile_line("eval", [model], "cuda")
+    assert (line["device"], line["trainings"], line["protocol"]) == ("cuda", "base n=1", "reduced")

@@ -101,19 +101,19 @@ def test_loss_terms_and_flags():
 
 def test_single_image_training_is_deterministic_and_learns(tmp_path):
     torch.set_num_threads(1)
-    ckpt_a, hist_a = train_model("single", 0, tmp_path / "a", profile="quick", progress=False)
-    ckpt_b, hist_b = train_model("single", 0, tmp_path / "b", profile="quick", progress=False)
+    ckpt_a, hist_a = train_model("quick", 0, tmp_path / "a", "single", progress=False)
+    ckpt_b, hist_b = train_model("quick", 0, tmp_path / "b", "single", progress=False)
     assert hist_a["total"].tolist() == hist_b["total"].tolist()
     assert hist_a["total"].iloc[-1] < 0.7 * hist_a["total"].iloc[0]
     assert (tmp_path / "a" / "r2n_1_seed0.json").is_file()
 
 
 def test_cli_time_budget_stops_early_and_the_rerun_finishes(tmp_path):
-    from fusion_core import train_res2netfuse
+    from fusion_core.papers.res2netfuse import train as train_res2netfuse
     from fusion_core.train import INCOMPLETE
 
     torch.set_num_threads(1)
-    args = ["--model", "single", "--profile", "quick", "--out", str(tmp_path), "--device", "cpu", "--no-progress"]
+    args = ["--variant", "single", "--protocol", "quick", "--out", str(tmp_path), "--device", "cpu", "--no-progress"]
     assert train_res2netfuse.main(args + ["--max-minutes", "0"]) == INCOMPLETE
     assert json.loads((tmp_path / "r2n_1_seed0.json").read_text())["epochs_done"] == 1
     assert train_res2netfuse.main(args) == 0
@@ -131,7 +131,7 @@ def test_natural_image_specs_and_errors(data_root):
 
 
 def test_res2netfuse_method_fuses_from_the_cli(data_root, tmp_path, capsys):
-    ckpt, _ = train_model("single", 0, tmp_path / "ckpt", profile="quick", progress=False)
+    ckpt, _ = train_model("quick", 0, tmp_path / "ckpt", "single", progress=False)
     pair = data.list_pairs("tno40")[0]
     for side in ("ir", "vis"):
         (tmp_path / side).mkdir()
@@ -146,3 +146,53 @@ def test_res2netfuse_method_fuses_from_the_cli(data_root, tmp_path, capsys):
     assert cli.main(["fuse", "--method", "res2netfuse", "--weights", str(tmp_path / "none.pt"), "--ir", str(tmp_path / "ir"),
                      "--vis", str(tmp_path / "vis"), "--out", str(tmp_path / "x")]) == 2
     assert "none.pt: Res2NetFuse checkpoint not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- experiment on the raw-results engine
+
+def _committed(variant="single", seed=0):
+    from fusion_core.papers.res2netfuse.train import CHECKPOINT_DIR, discover
+
+    found = [m for m in discover(CHECKPOINT_DIR) if (m.variant, m.seed) == (variant, seed)]
+    if not found:
+        pytest.skip(f"no committed {variant} seed {seed} checkpoint in {CHECKPOINT_DIR}")
+    return found[0]
+
+
+def test_quick_raw_results_carry_the_paper_labels(data_root, tmp_path):
+    from fusion_core.papers.res2netfuse import experiment as exp
+
+    result = exp.raw_results([_committed()], "quick", tmp_path)
+    assert sorted(p.name for p in (tmp_path / "raw" / "test").iterdir()) == ["single_seed0_l1.csv",
+                                                                             "single_seed0_mean_code.csv"]
+    assert set(zip(result.rows["model"], result.rows["strategy"])) == {("Res2NetFuse_1", "l1"),
+                                                                       ("Res2NetFuse_1", "mean")}
+    assert len(result.rows) == 4 and result.checks.empty
+
+
+@pytest.mark.slow
+def test_eval_verifies_the_committed_raw_files(data_root):
+    from fusion_core.papers.res2netfuse import experiment as exp
+    from fusion_core.report import results_dir
+
+    result = exp.raw_results([_committed()], "eval", results_dir(exp.PAPER, "eval"))
+    assert result.missing == [] and len(result.rows) == 2 * 20
+    assert list(result.checks["rule"]) == ["l1", "mean_code"] and result.ok, result.checks
+
+
+def test_recon_verification_uses_the_engine_table(data_root, tmp_path):
+    import pandas as pd
+
+    from fusion_core import engine
+    from fusion_core.papers.res2netfuse import experiment as exp
+    from fusion_core.report import results_dir
+
+    model = _committed()
+    _, checks = exp.recon_raw([model], "eval", results_dir(exp.PAPER, "eval"))
+    assert list(checks.columns) == engine.CHECK_COLUMNS and list(checks["stem"]) == ["flir_test40/14"]  # the smallest image
+    assert checks["ok"].all(), checks
+    stored = pd.read_csv(results_dir(exp.PAPER, "eval") / "raw" / "recon_Res2NetFuse_1_seed0.csv")
+    stored.loc[stored["image"] == "flir_test40/14", "PSNR"] *= 1.01
+    (tmp_path / "raw").mkdir()
+    stored.to_csv(tmp_path / "raw" / "recon_Res2NetFuse_1_seed0.csv", index=False)
+    assert not exp.recon_raw([model], "eval", tmp_path)[1]["ok"].any()

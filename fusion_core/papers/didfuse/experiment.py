@@ -1,39 +1,34 @@
-"""DIDFuse experiments (paper 001): trained models, per-image raw results, Tables III–V and Fig. 6 vs the paper.
+"""DIDFuse experiments (paper 001): Tables III–V and Figs. 3–6 vs the paper, declared as sources × sets × rules.
 
-Every table is built from raw per-image CSVs, one per (source, split role, fusion rule), under
-``<results>/raw/<role>/<source>_<rule>.csv``; a *source* is one trained model (``full_seed0``,
-``exp3_seed0``), the authors' released IJCAI weights (``released``), their released fused images
-(``released_images``) or a classical baseline (``tif``). Each raw file records the checksum of the weights it
-came from; a file is *complete* when it holds every pair of the split with that checksum, and is then never
-recomputed (so background runs resume, and a retrained model invalidates its old files).
+Every table is built from the raw-results engine's per-image CSVs (:mod:`fusion_core.engine`):
+``<results>/raw/<role>/<source>_<rule>.csv``, one per (source, split role, fusion rule). Sources
+(:mod:`.sources`): one per trained model (``base_seed0``, ``exp3_seed0``), the authors' released IJCAI weights
+(``released``), their released fused images (``released_images``) and our classical baselines (``tif``). Models
+come from ``train.py`` (:func:`.train.ensure_models`: which protocol and seeds a profile uses).
 
 Profiles (the notebooks' ``profile`` parameter):
 
-* ``full``: trains missing models (the CPU ``reduced`` protocol, see :data:`SUBSTITUTES`) and computes every
-  missing raw file — hours on a CPU; the command line below does the same in the background.
-* ``eval``: no training, no new raw files; reads the committed ones and re-fuses the smallest pair of each
-  (source, split) (``verify="all"``: every pair) to check that code + weights still reproduce them.
-* ``quick``: 2-epoch models (4 pairs, 32² crops, one step per epoch) under ``build/quick/``, two pairs per split cropped to 96², so that
-  every code path runs in seconds; its numbers mean nothing.
+* ``full``: trains missing models (the paper protocol, on a GPU through :mod:`fusion_core.sweep`) and
+  computes every missing raw file (``raw_paper/``) — hours; the command line below does the same in the background.
+* ``eval``: no training, no new raw files; reads the committed ones (the ``reduced`` protocol) and re-fuses
+  the smallest pair of each (source, split) (``verify="all"``: every pair) to check that code + weights still
+  reproduce them (:data:`fusion_core.engine.VERIFY_RTOL`).
+* ``quick``: 2-epoch models under ``build/quick/``, two pairs per split cropped to 96², so that every code path
+  runs in seconds; its numbers mean nothing.
 
 Command line (resumable; one process, ``--threads 1`` on a shared CPU)::
 
     python -m fusion_core.papers.didfuse.experiment list
-    python -m fusion_core.papers.didfuse.experiment raw --variant full --seeds 0,1 \\
-        --sets test_tno,test_flir,test_nir --strategies sal+cam --threads 1
-    python -m fusion_core.papers.didfuse.experiment raw --variant released --sets test_tno --strategies sum,sal+cam
+    python -m fusion_core.papers.didfuse.experiment raw --variant base --seeds 0,1 \\
+        --sets test_tno,test_flir,test_nir --rules sal+cam --threads 1
+    python -m fusion_core.papers.didfuse.experiment raw --variant released --sets test_tno --rules sum,sal+cam
     python -m fusion_core.papers.didfuse.experiment raw --variant tif --sets test_tno,test_flir,test_nir
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
-import io
-import re
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -41,14 +36,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ... import data
-from ...evaluate import crop_images, quantise
-from ...io import sha256_file, write_csv
-from ...methods import build_method, method_names
-from .model import TABLE3_RULES, RELEASED_FILES, SKIP_FIELDS, DIDFuse, load_checkpoint, load_released
+from ... import data, engine
+from ...evaluate import crop_images
 from ...report import results_dir, sign_agreement
-from ...rules import fuse_features, get_rule
-from ...train import progress_of, weights_checksum
+from ...rules import get_rule
+from ...train import TrainedModel
+from . import sources as src
+from .model import TABLE3_RULES, DIDFuse, load_checkpoint
+from .train import PROTOCOLS, VARIANTS, discover, plan, protocol_name, variant_name
 
 PAPER = "didfuse"
 METRICS = ["EN", "SD", "SF", "VIF", "AG", "SCD"]  # Table V order; larger is better for all six
@@ -60,17 +55,11 @@ VAL = "val"
 VAL_SCENES = ["NIR-Street", "NIR-Urban"]  # the paper's validation scenes, both replaced by the val proxy
 TABLE5_DATASETS = ["TNO", "FLIR", "NIR-Country", *UNAVAILABLE_SETS]  # the paper's order
 TABLE5_METHODS = ["FusionGAN", "DenseFuse", "ImageFuse", "DeepFuse", "TSIFVS", "TVADMM", "U2fusion", "Nestfuse", "DIDFuse"]
-ABLATIONS = ["exp1", "exp2", "exp3", "exp4", "exp5"]
-VARIANTS = ["full", *ABLATIONS]
-RELEASED_IMAGE_FOLDERS = {"test_tno": "TNO_IJCAI", "test_flir": "FLIR_IJCAI", "test_nir": "NIR_IJCAI"}
+BASE = "base"  # the un-ablated model
+ABLATIONS = [v for v in VARIANTS if v != BASE]
 BASELINES = {"tif": "TSIFVS"}  # our classical re-implementations of Table V competitors
-# Relative tolerance per metric for a re-fused pair (same code, same weights) against the committed raw files.
-# The fused float32 output depends on the CPU's kernels: across two real CPUs (Intel CI, AMD EPYC) and emulated
-# levels (tools/portability.py: native vs sse) at most 26 of 442k pixels moved, by 1 grey level, and the largest
-# metric difference was 3.7e-5 (DIDFuse) / 1.4e-5 (Res2NetFuse); 1e-3 is 27x that, while another seed's weights
-# move some metric of the same pair by >= 8 % and another rule by >= 100 %.
-VERIFY_RTOL = 1e-3
 N_PAPER = {"III": 25, "IV": 25, "fig6": 20}  # trainings the paper averaged
+QUICK_CROP, QUICK_PAIRS = (96, 96), 2  # the quick profile's evaluation: the first two pairs of a split, top-left 96²
 
 REDUCED_TRAINING = ("reduced CPU training profile: 64x64 centre crops (paper 128x128), 12 epochs (paper 120; lr /10 "
                     "at 4 and 8), batch 24, Adam 1e-3")
@@ -84,373 +73,46 @@ SUBSTITUTES = [
 ]
 
 
-def substitutes(profile: str, model_profile: str | None = None) -> list[str]:
-    """What stands in for the paper in a run: :data:`SUBSTITUTES` with the line about the training profile."""
-    train_profile = settings(profile, model_profile).train_profile
+def substitutes(profile: str, protocol: str | None = None) -> list[str]:
+    """What stands in for the paper in a run: :data:`SUBSTITUTES` with the line about the training protocol."""
     first = {"reduced": REDUCED_TRAINING,
-             "full": "training: the paper's protocol (128x128 centre crops, 120 epochs, lr /10 at 40 and 80, batch "
-                     "24, Adam 1e-3)",
-             "quick": "quick smoke models: 2 epochs, 4 pairs, 32x32 crops (numbers mean nothing)"}[train_profile]
+             "paper": "training: the paper's protocol (128x128 centre crops, 120 epochs, lr /10 at 40 and 80, batch "
+                      "24, Adam 1e-3)",
+             "quick": "quick smoke models: 2 epochs, 4 pairs, 32x32 crops (numbers mean nothing)"}[plan(profile, protocol).protocol]
     return [first, *SUBSTITUTES[1:]]
 
 
-# --------------------------------------------------------------------------- profiles
+# --------------------------------------------------------------------------- sets, sources, raw rows
 
-@dataclass(frozen=True)
-class Settings:
-    train_profile: str  # the trainer profile in the checkpoint names (``didfuse_<train_profile>_...``)
-    epochs: int | None  # trainer epochs override (None: the trainer profile's own)
-    train_pairs: int | None  # trainer max_pairs override (None: the trainer profile's own)
-    crop: tuple[int, int] | None  # top-left window of every evaluated pair (quick only)
-    max_pairs: int | None  # first K pairs of every split (quick only)
-    checkpoint_dir: Path
-    seeds: dict = field(default_factory=dict)  # variant → seeds the full/quick profile trains
-
-
-MODEL_PROFILES = ("reduced", "full")  # trainer profiles of committed / GPU-trained checkpoints
-
-
-def settings(profile: str, model_profile: str | None = None) -> Settings:
-    """What a notebook profile evaluates (and trains).
-
-    ``model_profile`` names the trainer profile of the checkpoints (``didfuse_<model_profile>_...``):
-    ``reduced`` (the committed CPU models; the default of ``eval``) or ``full`` (the paper's protocol, the
-    default of ``full``, which trains on a GPU through :mod:`fusion_core.sweep`). ``quick`` always uses its
-    own throw-away models.
-    """
+def data_set(role: str, profile: str) -> engine.DataSet:
+    """A split of the paper as the profile evaluates it (quick: the first two pairs, top-left 96²)."""
     if profile == "quick":
-        return Settings("quick", 2, 4, (96, 96), 2, data.REPO_ROOT / "build" / "quick" / "checkpoints" / PAPER,
-                        {"full": (0, 1), **{v: (0,) for v in ABLATIONS}})
-    if profile not in ("eval", "full"):
-        raise ValueError(f"unknown profile '{profile}' (quick, eval, full)")
-    model_profile = model_profile or ("reduced" if profile == "eval" else "full")
-    if model_profile not in MODEL_PROFILES:
-        raise ValueError(f"unknown model profile '{model_profile}' ({', '.join(MODEL_PROFILES)})")
-    if model_profile == "reduced":
-        return Settings("reduced", 12, None, None, None, data.REPO_ROOT / "checkpoints" / PAPER,
-                        {"full": (0, 1, 2), **{v: (0, 1) for v in ABLATIONS}})
-    paper_n = max(N_PAPER.values())
-    return Settings("full", None, None, None, None, data.REPO_ROOT / "checkpoints" / PAPER,
-                    {v: tuple(range(paper_n)) for v in VARIANTS})
+        return engine.DataSet.split(PAPER, role, QUICK_CROP, QUICK_PAIRS)
+    return engine.DataSet.split(PAPER, role)
 
 
-def split_pairs(role: str, profile: str) -> list[data.Pair]:
-    return data.load_split(PAPER, role)[: settings(profile).max_pairs]
+def model_sources(models: Sequence[TrainedModel], device: str = "cpu") -> list[engine.Source]:
+    """One source per trained model (rules: Table III's six and ``sum``)."""
+    return [src.model_source(m, device) for m in models]
 
 
-def load_images(pair: data.Pair, profile: str) -> data.PairImages:
-    return crop_images(data.load_pair(pair), settings(profile).crop)
+def reference_sources(device: str = "cpu") -> dict[str, list[engine.Source]]:
+    """Table V's extra columns: the released weights (with rules) and the rule-less released images + baselines."""
+    return {"released": [src.released_source(device)],
+            "rule-less": [src.released_images_source(), *(src.baseline_source(m, device) for m in BASELINES)]}
 
 
-# --------------------------------------------------------------------------- sources of fused images
-
-def fuse_with_rules(model: DIDFuse, ir: torch.Tensor, vis: torch.Tensor, rules: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Encode ``ir`` and ``vis`` once, then merge + decode with each rule (skips merged by the same rule).
-
-    Equal to ``model.fuse(ir, vis, rule)`` per rule; the encoder, the costly half, runs once.
-    """
-    with torch.no_grad():
-        ir_features, vis_features = model.encoder(ir), model.encoder(vis)
-        return {rule: model.decoder(fuse_features(ir_features, vis_features, rule, None, SKIP_FIELDS, paper=PAPER)).clamp(0, 1)
-                for rule in rules}
-
-
-@dataclass
-class Source:
-    """Something that turns a pair into fused images: a trained model, released weights or images, a baseline.
-
-    ``fuse(images, rules)`` returns ``{rule: fused}``. ``rules`` is None for sources without a fusion rule
-    (images, classical methods); their raw file has no rule suffix and their rows say ``rule = "-"``.
-    ``checksum`` identifies the weights: raw files computed from other weights are stale.
-    """
-
-    key: str
-    variant: str
-    seed: int | None
-    checksum: str
-    fuse: Callable[[data.PairImages, Sequence[str | None]], dict]
-    rules: tuple[str, ...] | None = tuple(TABLE3_RULES) + ("sum",)
-    path: Path | None = None
-    loader: Callable[[], DIDFuse] | None = field(default=None, repr=False)
-    raw_dir: str = "raw"  # folder of its raw files: raw/ (reduced, quick, references), raw_full/ (paper protocol)
-    _model: DIDFuse | None = field(default=None, repr=False)
-
-    def model(self) -> DIDFuse:
-        """The network (loaded once, eval mode); only for model sources."""
-        if self.loader is None:
-            raise ValueError(f"source '{self.key}' is not a network")
-        if self._model is None:
-            self._model = self.loader().eval()
-        return self._model
-
-
-def _net_source(key: str, variant: str, seed: int | None, checksum: str, loader: Callable[[], DIDFuse],
-                path: Path) -> Source:
-    source = Source(key, variant, seed, checksum, fuse=None, path=path, loader=loader)  # type: ignore[arg-type]
-    source.fuse = lambda images, rules: fuse_with_rules(source.model(), images.ir, images.vis, rules)
-    return source
-
-
-_NAME = re.compile(r"^didfuse_(?P<profile>[a-z]+)(?:_(?P<variant>exp[1-5]))?_seed(?P<seed>\d+)\.pt$")
-
-
-def discover(checkpoint_dir: str | Path, train_profile: str = "reduced") -> list[Source]:
-    """Complete trained models in ``checkpoint_dir``, ordered by variant then seed.
-
-    ``didfuse_<profile>_seed<S>.pt`` is the full model, ``didfuse_<profile>_exp<K>_seed<S>.pt`` Table IV's
-    ablation K. A checkpoint counts only when its ``.json`` manifest says ``epochs_done == epochs`` (the
-    trainer saves every epoch, so an unfinished run is on disk too).
-    """
-    found = []
-    for path in sorted(Path(checkpoint_dir).glob("didfuse_*.pt")):
-        match = _NAME.match(path.name)
-        if not match or match["profile"] != train_profile:
-            continue
-        progress = progress_of(path)
-        if progress is None or progress[0] != progress[1]:
-            continue
-        variant, seed = match["variant"] or "full", int(match["seed"])
-        source = _net_source(f"{variant}_seed{seed}", variant, seed, weights_checksum(path),
-                             lambda p=path: load_checkpoint(p), path)
-        source.raw_dir = "raw" if train_profile in ("reduced", "quick") else f"raw_{train_profile}"
-        found.append(source)
-    return sorted(found, key=lambda s: (VARIANTS.index(s.variant), s.seed))
-
-
-def reference_dir() -> Path:
-    """``<data root>/../reference/didfuse_released`` (the authors' weights and fused images)."""
-    return data.data_root().parent / "reference" / "didfuse_released"
-
-
-def released_source() -> Source:
-    """The authors' IJCAI weights (FLIR-only training, the code's loss; not the paper's final model)."""
-    folder = reference_dir() / "weights"
-    digest = hashlib.sha256()
-    for name in RELEASED_FILES:
-        path = folder / name
-        if not path.is_file():
-            raise data.DataError(f"{path}: released DIDFuse weights not found")
-        digest.update(sha256_file(path).encode())
-    return _net_source("released", "released", None, digest.hexdigest()[:16], lambda: load_released(folder), folder)
-
-
-def released_images_source() -> Source:
-    """The authors' released fused images ``<SET>_IJCAI/F<n>.png`` (n ↔ pair NN; test sets only)."""
-    by_dataset = {data.load_split(PAPER, role)[0].dataset: folder for role, folder in RELEASED_IMAGE_FOLDERS.items()}
-
-    def fuse(images: data.PairImages, rules):
-        folder = by_dataset.get(images.pair.dataset)
-        if folder is None:
-            raise data.DataError(f"{images.pair.name}: the authors released no fused image for data set "
-                                 f"'{images.pair.dataset}'")
-        fused = data.read_grey(reference_dir() / folder / f"F{int(images.pair.stem)}.png")
-        h, w = images.ir.shape[-2:]
-        return {None: fused[..., :h, :w]}
-
-    return Source("released_images", "released_images", None, "files", fuse, rules=None, path=reference_dir())
-
-
-def baseline_source(method: str) -> Source:
-    """A classical method of :mod:`fusion_core.classical` (no weights: the checksum is the method name)."""
-    from ...fuse import fuse_images
-
-    if method not in method_names():
-        raise ValueError(f"unknown method '{method}'; known: {', '.join(method_names())}")
-    fuser = build_method(method)
-    return Source(method, method, None, method, lambda images, rules: {None: fuse_images(fuser, images)}, rules=None)
-
-
-def sources_for(variant: str, profile: str, seeds: Sequence[int] | None = None,
-                model_profile: str | None = None, checkpoint_dir: str | Path | None = None) -> list[Source]:
-    """The sources a command line ``--variant`` names: trained models (optionally some seeds; from the profile's
-    checkpoint folder or ``checkpoint_dir``), released, a baseline."""
-    if variant in VARIANTS:
-        config = settings(profile, model_profile)
-        return [s for s in discover(checkpoint_dir or config.checkpoint_dir, config.train_profile)
-                if s.variant == variant and (seeds is None or s.seed in seeds)]
-    if variant == "released":
-        return [released_source()]
-    if variant == "released_images":
-        return [released_images_source()]
-    return [baseline_source(variant)]
-
-
-def first_seeds(sources: Sequence[Source], repeats: int | None) -> list[Source]:
-    """The first ``repeats`` trainings (lowest seeds) of each variant; all of them when ``repeats`` is None."""
-    if repeats is None:
-        return list(sources)
-    if repeats < 1:
-        raise ValueError(f"repeats must be ≥ 1 or None, got {repeats}")
-    kept, count = [], {}
-    for source in sorted(sources, key=lambda s: (VARIANTS.index(s.variant), s.seed)):
-        count[source.variant] = count.get(source.variant, 0) + 1
-        if count[source.variant] <= repeats:
-            kept.append(source)
-    return kept
-
-
-def ensure_models(profile: str, variants: Sequence[str] = VARIANTS, progress: bool = False,
-                  repeats: int | None = None, model_profile: str | None = None, parallel: int | None = None,
-                  max_minutes: float | None = None) -> list[Source]:
-    """Train (or resume) every model the profile wants; eval only discovers. Returns the complete models.
-
-    ``repeats`` caps the trainings per variant (seeds 0…repeats−1 of the profile's list). The paper's
-    protocol (model profile ``full``) trains through :mod:`fusion_core.sweep`: ``parallel`` runs at once on
-    the GPU (default 8; 1 on a CPU), each stopping after ``max_minutes`` and resumed by the next call;
-    the other profiles train in this process, one after another.
-    """
-    config = settings(profile, model_profile)
-    if profile != "eval":
-        have = {(s.variant, s.seed) for s in discover(config.checkpoint_dir, config.train_profile)}
-        wanted = [(v, seed) for v in variants for seed in config.seeds.get(v, ())[:repeats]]
-        todo = [job for job in wanted if job not in have]
-        if todo and config.train_profile == "full":
-            _train_with_sweep(todo, config, parallel, max_minutes)
-        elif todo:
-            from .train import train_didfuse
-
-            for variant, seed in todo:
-                with contextlib.redirect_stdout(io.StringIO()) if not progress else contextlib.nullcontext():
-                    train_didfuse(config.train_profile, seed, config.checkpoint_dir, epochs=config.epochs,
-                                  max_pairs=config.train_pairs, ablation=variant, progress=progress)
-    found = [s for s in discover(config.checkpoint_dir, config.train_profile) if s.variant in variants]
-    return first_seeds(found, repeats)
-
-
-def _train_with_sweep(todo: Sequence[tuple[str, int]], config: Settings, parallel: int | None,
-                      max_minutes: float | None) -> None:
-    """The missing paper-protocol trainings as concurrent processes on one device (``fusion_core.sweep``)."""
-    from ... import sweep
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    parallel = parallel or (8 if device == "cuda" else 1)
-    command = [sys.executable, "-m", "fusion_core.papers.didfuse.train", "--profile", config.train_profile, "--device",
-               device, "--out", str(config.checkpoint_dir), "--no-progress"]
-    if max_minutes is not None:
-        command += ["--max-minutes", str(max_minutes)]
-    jobs = [sweep.Job(f"{variant}_seed{seed}", [*command, "--seed", str(seed), "--ablation", variant])
-            for variant, seed in todo]
-    logs = data.REPO_ROOT / "build" / "sweep" / PAPER
-    threads = torch.get_num_threads() if device == "cpu" else 1
-    sweep.run_jobs(jobs, parallel, threads, logs, echo=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
-    failed = [j.name for j in jobs if j.status == "failed"]
-    if failed:
-        raise RuntimeError(f"training failed for {', '.join(failed)}; logs in {logs}")
-
-
-# --------------------------------------------------------------------------- raw per-image files
-
-def raw_path(out: Path, source: Source, role: str, rule: str | None) -> Path:
-    name = source.key if rule is None else f"{source.key}_{rule.replace('+', '-')}"
-    return Path(out) / source.raw_dir / role / f"{name}.csv"
-
-
-def _read(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"stem": str, "checksum": str, "rule": str})
-
-
-def is_complete(path: Path, pairs: Sequence[data.Pair], checksum: str) -> bool:
-    if not path.is_file():
-        return False
-    frame = _read(path)
-    return (set(frame["stem"]) == {p.stem for p in pairs} and len(frame) == len(pairs)
-            and bool((frame["checksum"] == checksum).all()))
-
-
-def _row(source: Source, role: str, rule: str | None, images: data.PairImages, fused: torch.Tensor) -> dict:
-    from ...metrics import score
-
-    values = score(quantise(fused), images.ir, images.vis, metrics=METRICS, convention=CONVENTION)
-    return {"source": source.key, "variant": source.variant, "seed": -1 if source.seed is None else source.seed,
-            "rule": rule or "-", "role": role, "dataset": images.pair.dataset, "stem": images.pair.stem,
-            **{k: float(v[0]) for k, v in values.items()}, "checksum": source.checksum}
-
-
-def compute_raw(source: Source, role: str, rules: Sequence[str | None], profile: str, out: Path,
-                log: Callable[[str], None] | None = None) -> list[Path]:
-    """Fuse + score every pair of ``role`` with each rule; writes complete files, resumes partial ones.
-
-    Progress is kept pair by pair in ``<file>.partial.csv`` (same checksum only), so a killed run loses at
-    most one pair. Complete files are left alone.
-    """
-    rules = list(rules) if source.rules is not None else [None]
-    pairs = split_pairs(role, profile)
-    paths = {rule: raw_path(out, source, role, rule) for rule in rules}
-    todo = [r for r in rules if not is_complete(paths[r], pairs, source.checksum)]
-    rows: dict = {}
-    for rule in todo:
-        partial = paths[rule].with_suffix(".partial.csv")
-        rows[rule] = (_read(partial).to_dict("records") if partial.is_file() else [])
-        rows[rule] = [r for r in rows[rule] if r["checksum"] == source.checksum]
-    for index, pair in enumerate(pairs):
-        need = [r for r in todo if pair.stem not in {row["stem"] for row in rows[r]}]
-        if not need:
-            continue
-        started = time.time()
-        images = load_images(pair, profile)
-        fused = source.fuse(images, need)
-        for rule in need:
-            rows[rule].append(_row(source, role, rule, images, fused[rule]))
-            write_csv(paths[rule].with_suffix(".partial.csv"), pd.DataFrame(rows[rule]))
-        if log:
-            log(f"{source.key} {role} {pair.stem} ({index + 1}/{len(pairs)}) {','.join(r or '-' for r in need)}: "
-                f"{time.time() - started:.1f} s")
-    for rule in todo:
-        order = {p.stem: i for i, p in enumerate(pairs)}
-        frame = pd.DataFrame(rows[rule]).sort_values("stem", key=lambda s: s.map(order))
-        write_csv(paths[rule], frame)
-        paths[rule].with_suffix(".partial.csv").unlink(missing_ok=True)
-    return [paths[r] for r in rules]
-
-
-def verify_sample(pairs: Sequence[data.Pair], verify: str) -> list[data.Pair]:
-    """The pairs the eval profile re-fuses: the smallest one of the split (``"all"``: every pair)."""
-    if verify == "all":
-        return list(pairs)
-    return [min(pairs, key=lambda p: (np.prod(data.check_pair(p)), p.stem))]
-
-
-def collect(sources: Sequence[Source], roles: Sequence[str], rules: Sequence[str | None], profile: str, out: Path,
-            verify: str = "sample", log: Callable[[str], None] | None = None):
-    """Raw rows for sources × roles × rules, the verification table, and the list of missing files.
-
-    quick/full compute what is missing; eval reads what exists, re-fuses :func:`verify_sample` pairs per
-    (source, role) and compares every metric (``VERIFY_RTOL``). A missing eval file is listed, not fatal: the
-    tables then state the N they really have.
-    """
-    frames, checks, missing = [], [], []
-    for source in sources:
-        for role in roles:
-            wanted = [None] if source.rules is None else [r for r in rules if r is not None]
-            if profile != "eval":
-                compute_raw(source, role, wanted, profile, out, log)
-            pairs = split_pairs(role, profile)
-            present = []
-            for rule in wanted:
-                path = raw_path(out, source, role, rule)
-                if is_complete(path, pairs, source.checksum):
-                    frames.append(_read(path))
-                    present.append(rule)
-                else:
-                    missing.append(str(path.relative_to(out)))
-            if profile == "eval" and present:
-                sample = verify_sample(pairs, verify)
-                stored = pd.concat([_read(raw_path(out, source, role, r)) for r in present])
-                for pair in sample:
-                    images = load_images(pair, profile)
-                    fused = source.fuse(images, present)
-                    for rule in present:
-                        fresh = _row(source, role, rule, images, fused[rule])
-                        old = stored[(stored["stem"] == pair.stem) & (stored["rule"] == (rule or "-"))].iloc[0]
-                        rel = max(abs(fresh[m] - old[m]) / max(abs(old[m]), 1e-12) for m in METRICS)
-                        checks.append({"source": source.key, "role": role, "rule": rule or "-", "stem": pair.stem,
-                                       "max_rel_diff": rel, "ok": bool(rel <= VERIFY_RTOL)})
-    raw = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["source", "rule", "role", *METRICS])
-    return raw, pd.DataFrame(checks), missing
+def raw_results(sources: Sequence[engine.Source], roles: Sequence[str], rules: Sequence[str | None], profile: str,
+                out: Path, verify: str | None = "sample", log: Callable[[str], None] | None = None) -> engine.RawResults:
+    """The engine's rows for ``sources`` × ``roles`` × ``rules``: quick/full compute what is missing, eval reads
+    the committed files and re-fuses ``verify``'s sample (:func:`fusion_core.engine.collect`)."""
+    computing = profile != "eval"
+    return engine.collect(sources, [data_set(role, profile) for role in roles], rules, metrics=METRICS,
+                          convention=CONVENTION, out=out, compute=computing, verify=None if computing else verify,
+                          log=log)
 
 
 # --------------------------------------------------------------------------- tables
-
 def run_means(raw: pd.DataFrame) -> pd.DataFrame:
     """One row per (source, variant, seed, rule, role): the mean of each metric over the split's images."""
     keys = ["source", "variant", "seed", "rule", "role"]
@@ -474,7 +136,7 @@ def _summary(runs: list[pd.DataFrame]) -> pd.DataFrame:
 def table5(raw: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
     """Table V long form: the paper's nine methods (reported) next to ours, per dataset and metric.
 
-    Ours: ``DIDFuse`` = our trained full models with sal+cam (mean ± std over seeds), ``DIDFuse ours + sum`` =
+    Ours: ``DIDFuse`` = our trained base models with sal+cam (mean ± std over seeds), ``DIDFuse ours + sum`` =
     the same models with the authors' code rule where computed, ``TSIFVS`` = our
     classical ``tif``; extra rows without a reported value: the authors' released images scored by us and
     their released weights run by us with ``sum`` and ``sal+cam``. NIR-Forest/Field: reported only.
@@ -483,8 +145,8 @@ def table5(raw: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
     runs = []
     for role, dataset in TEST_SETS.items():
         at = means[means["role"] == role]
-        runs.append(_long(at[(at["variant"] == "full") & (at["rule"] == PAPER_RULE)], "V", dataset, "DIDFuse"))
-        runs.append(_long(at[(at["variant"] == "full") & (at["rule"] == "sum")], "V", dataset, "DIDFuse ours + sum"))
+        runs.append(_long(at[(at["variant"] == BASE) & (at["rule"] == PAPER_RULE)], "V", dataset, "DIDFuse"))
+        runs.append(_long(at[(at["variant"] == BASE) & (at["rule"] == "sum")], "V", dataset, "DIDFuse ours + sum"))
         for method, name in BASELINES.items():
             runs.append(_long(at[at["source"] == method], "V", dataset, name))
         runs.append(_long(at[at["source"] == "released_images"], "V", dataset, "DIDFuse-IJCAI released images"))
@@ -543,11 +205,11 @@ def _cell(row) -> str:
 
 
 def table3(raw: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
-    """Table III: the six rules on the val proxy (full models), each reported scene next to the same ours."""
+    """Table III: the six rules on the val proxy (base models), each reported scene next to the same ours."""
     from ...report import side_by_side
 
     means = run_means(raw)
-    at = means[(means["role"] == VAL) & (means["variant"] == "full")]
+    at = means[(means["role"] == VAL) & (means["variant"] == BASE)]
     tables = []
     for scene in VAL_SCENES:
         runs = [_long(at[at["rule"] == rule], "III", scene, rule) for rule in TABLE3_RULES]
@@ -560,7 +222,7 @@ def table3(raw: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
 
 
 def table4(raw: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
-    """Table IV: per experiment K, "Ours" (full models, sal+cam) vs "Test" (ablation K) on the val proxy."""
+    """Table IV: per experiment K, "Ours" (base models, sal+cam) vs "Test" (ablation K) on the val proxy."""
     from ...report import side_by_side
 
     means = run_means(raw)
@@ -569,7 +231,7 @@ def table4(raw: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
     for scene in VAL_SCENES:
         runs = []
         for exp in ABLATIONS:
-            runs.append(_long(at[at["variant"] == "full"], "IV", scene, f"{exp}_ours"))
+            runs.append(_long(at[at["variant"] == BASE], "IV", scene, f"{exp}_ours"))
             runs.append(_long(at[at["variant"] == exp], "IV", scene, f"{exp}_test"))
         rep = reported[(reported["table"] == "IV") & (reported["dataset"] == scene)]
         tables.append(side_by_side(rep, _summary(runs)))
@@ -631,9 +293,9 @@ def competitor_lines(reported: pd.DataFrame) -> pd.DataFrame:
 
 
 def fig6_runs(raw: pd.DataFrame) -> pd.DataFrame:
-    """Per full-model training (seed) and test set: the six set means (Fig. 6's points)."""
+    """Per base-model training (seed) and test set: the six set means (Fig. 6's points)."""
     means = run_means(raw)
-    at = means[(means["variant"] == "full") & (means["rule"] == PAPER_RULE) & means["role"].isin(list(TEST_SETS))]
+    at = means[(means["variant"] == BASE) & (means["rule"] == PAPER_RULE) & means["role"].isin(list(TEST_SETS))]
     return at.assign(dataset=at["role"].map(TEST_SETS))[["dataset", "seed", *METRICS]].reset_index(drop=True)
 
 
@@ -653,14 +315,19 @@ def first_place_signs(runs: pd.DataFrame, lines: pd.DataFrame) -> tuple[int, int
     return total, agree
 
 
-def loss_histories(sources: Sequence[Source]) -> pd.DataFrame:
-    """The trainer's per-epoch loss log of each model, stacked with its source key."""
+def loss_histories(models: Sequence[TrainedModel]) -> pd.DataFrame:
+    """The trainer's per-epoch loss log of each model, stacked with its key, variant and seed."""
     frames = []
-    for source in sources:
-        path = source.path.with_name(f"{source.path.stem}_history.csv")
+    for model in models:
+        path = model.path.with_name(f"{model.path.stem}_history.csv")
         if path.is_file():
-            frames.append(pd.read_csv(path).assign(source=source.key, variant=source.variant, seed=source.seed))
+            frames.append(pd.read_csv(path).assign(source=model.key, variant=model.variant, seed=model.seed))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_images(pair: data.Pair, profile: str) -> data.PairImages:
+    """A pair as the profile evaluates it (quick: its top-left 96²)."""
+    return crop_images(data.load_pair(pair), QUICK_CROP if profile == "quick" else None)
 
 
 def decomposition_gaps(model: DIDFuse, pairs: Sequence[data.Pair], profile: str) -> pd.DataFrame:
@@ -676,13 +343,13 @@ def decomposition_gaps(model: DIDFuse, pairs: Sequence[data.Pair], profile: str)
     return pd.DataFrame(rows)
 
 
-def profile_line(profile: str, sources: Sequence[Source], device: str = "cpu", model_profile: str | None = None) -> dict:
-    """The run description each table carries: profile, N per variant, device, data."""
-    counts = {}
-    for s in sources:
-        counts[s.variant] = counts.get(s.variant, 0) + 1
+def profile_line(profile: str, models: Sequence[TrainedModel], device: str, protocol: str | None = None) -> dict:
+    """The run description each table carries: profile, N per variant, the device the run used, protocol, data."""
+    counts: dict[str, int] = {}
+    for m in models:
+        counts[m.variant] = counts.get(m.variant, 0) + 1
     return {"profile": profile, "trainings": "; ".join(f"{k} n={v}" for k, v in counts.items()) or "none",
-            "device": device, "train_profile": settings(profile, model_profile).train_profile,
+            "device": device, "protocol": plan(profile, protocol).protocol,
             "data": "tno40, flir_test40, nir_country52, val proxy" + (" (2 pairs, 96x96 crops)" if profile == "quick" else "")}
 
 
@@ -767,12 +434,27 @@ def fig6_summary(runs: pd.DataFrame, lines: pd.DataFrame) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- command line
 
+def _sources(variant: str, profile: str, seeds: Sequence[int] | None, protocol: str | None,
+             checkpoint_dir: str | None) -> list[engine.Source]:
+    """The sources a command line ``--variant`` names: trained models (some seeds; from the profile's checkpoint
+    folder or ``checkpoint_dir``), released, released_images, or a classical method."""
+    if variant == "released":
+        return reference_sources()["released"]
+    if variant == "released_images":
+        return [src.released_images_source()]
+    if variant in (*VARIANTS, "full"):
+        config = plan(profile, protocol)
+        models = discover(checkpoint_dir or config.checkpoint_dir, config.protocol)
+        return model_sources([m for m in models if m.variant == variant_name(variant)
+                              and (seeds is None or m.seed in seeds)])
+    return [src.baseline_source(variant)]
+
+
 def _list(args) -> int:
-    config = settings(args.profile, args.model_profile)
+    config = plan(args.profile, args.protocol)
     out = results_dir(PAPER, args.profile) if args.out is None else Path(args.out)
-    models = discover(config.checkpoint_dir, config.train_profile)
-    print(f"complete {config.train_profile} models in {config.checkpoint_dir}: "
-          + (", ".join(s.key for s in models) or "none"))
+    models = discover(config.checkpoint_dir, config.protocol)
+    print(f"complete {config.protocol} models in {config.checkpoint_dir}: " + (", ".join(m.key for m in models) or "none"))
     for path in sorted(p for folder in out.glob("raw*") for p in folder.rglob("*.csv")):
         print(f"  {path.relative_to(out)}{'  (partial)' if path.name.endswith('.partial.csv') else ''}")
     return 0
@@ -786,19 +468,20 @@ def _raw(args) -> int:
         cv2.setNumThreads(args.threads)
     out = results_dir(PAPER, args.profile) if args.out is None else Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    sources = sources_for(args.variant, args.profile, seeds, args.model_profile, args.checkpoints)
+    sources = _sources(args.variant, args.profile, seeds, args.protocol, args.checkpoints)
     if not sources:
-        config = settings(args.profile, args.model_profile)
-        print(f"error: no complete {config.train_profile} '{args.variant}' model (seeds {seeds}) in "
+        config = plan(args.profile, args.protocol)
+        print(f"error: no complete {config.protocol} '{args.variant}' model (seeds {seeds}) in "
               f"{args.checkpoints or config.checkpoint_dir}", file=sys.stderr)
         return 2
-    rules = [r.strip() for r in args.strategies.split(",")] if args.strategies else [PAPER_RULE]
+    rules = [r.strip() for r in args.rules.split(",")] if args.rules else [PAPER_RULE]
     for rule in rules:
         get_rule(rule, paper=PAPER)  # unknown names fail before any work
+    log = lambda m: print(time.strftime("%H:%M:%S"), m, flush=True)  # noqa: E731
     for source in sources:
         for role in args.sets.split(","):
-            for path in compute_raw(source, role.strip(), rules, args.profile, out,
-                                    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True)):
+            for path in engine.compute(source, data_set(role.strip(), args.profile), rules, metrics=METRICS,
+                                       convention=CONVENTION, out=out, log=log):
                 print(f"complete: {path}", flush=True)
     return 0
 
@@ -811,16 +494,17 @@ def build_parser() -> argparse.ArgumentParser:
     raw = sub.add_parser("raw", help="compute missing raw per-image files (resumable)")
     for p in (listing, raw):
         p.add_argument("--profile", default="full", choices=["quick", "full"],
-                       help="full: checkpoints/didfuse → results/didfuse/raw; quick: build/quick")
+                       help="full: checkpoints/didfuse → results/didfuse/raw*; quick: build/quick")
         p.add_argument("--out", help="results folder (default: the profile's)")
-        p.add_argument("--model-profile", default="reduced", choices=MODEL_PROFILES,
-                       help="trainer profile of the checkpoints: reduced (committed CPU models, raw/) or full "
-                            "(the paper's protocol, raw_full/); ignored by --profile quick")
+        p.add_argument("--protocol", "--model-profile", default="reduced", choices=[*PROTOCOLS, "full"],
+                       help="training protocol of the checkpoints: reduced (committed CPU models, raw/) or paper "
+                            "(raw_paper/); ignored by --profile quick (--model-profile: the old name; full = paper)")
     raw.add_argument("--variant", required=True,
                      help=f"{', '.join(VARIANTS)}, released, released_images, or a classical method (e.g. tif)")
     raw.add_argument("--seeds", help="comma-separated seeds of a trained variant (default: every complete one)")
     raw.add_argument("--sets", default="test_tno,test_flir,test_nir", help="split roles, comma-separated")
-    raw.add_argument("--strategies", help=f"fusion rules, comma-separated (default {PAPER_RULE})")
+    raw.add_argument("--rules", "--strategies", help=f"fusion rules, comma-separated (default {PAPER_RULE}; "
+                                                     "--strategies: the old name)")
     raw.add_argument("--threads", type=int, help="torch and OpenCV CPU threads")
     raw.add_argument("--checkpoints", help="checkpoint folder of the trained variants (default: the profile's)")
     return parser
@@ -829,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        args.protocol = protocol_name(args.protocol)
         return _list(args) if args.command == "list" else _raw(args)
     except (data.DataError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
