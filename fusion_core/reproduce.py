@@ -32,7 +32,6 @@ import hashlib
 import io as _io
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -169,14 +168,11 @@ def notebook_pairs() -> list[Path]:
 
 
 def git_sha() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    """``<sha>[-dirty]`` of the working tree (:func:`fusion_core.train.git_commit`), ``unknown`` outside git."""
+    from .train import git_commit
+
+    commit = git_commit()
+    return (commit["git_sha"] + ("-dirty" if commit["git_dirty"] else "")) if commit["git_sha"] else "unknown"
 
 
 def device_description() -> str:
