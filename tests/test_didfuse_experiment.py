@@ -34,14 +34,14 @@ def small_sets(data_root, monkeypatch):
 
 # --------------------------------------------------------------------------- fusion
 
-def test_fuse_with_rules_equals_fusing_rule_by_rule(data_root):
+def test_fuse_rules_equals_fusing_rule_by_rule(data_root):
     pair = data.load_split(exp.PAPER, "test_tno")[7]
     images = data.load_pair(pair)
     ir, vis = images.ir[..., :48, :48], images.vis[..., :48, :48]
     torch.manual_seed(7)
     model = DIDFuse().eval()
-    fused = sources.fuse_with_rules(model, ir, vis, ["sal+cam", "ave", "sum"])
     with torch.no_grad():
+        fused = model.fuse_rules(ir, vis, ["sal+cam", "ave", "sum"])
         for rule, image in fused.items():
             assert torch.allclose(image, model.fuse(ir, vis, rule).clamp(0, 1), atol=1e-6), rule
 
@@ -55,7 +55,8 @@ def test_ablation_checkpoint_loads_and_fuses(tmp_path, variant, data_root):
     assert loaded.config == model.config
     images = data.load_pair(data.load_split(exp.PAPER, "val")[0])
     ir, vis = images.ir[..., :40, :40], images.vis[..., :40, :40]
-    fused = sources.fuse_with_rules(loaded, ir, vis, [exp.PAPER_RULE])[exp.PAPER_RULE]
+    with torch.no_grad():
+        fused = loaded.fuse_rules(ir, vis, [exp.PAPER_RULE])[exp.PAPER_RULE]
     assert fused.shape == ir.shape and 0 <= float(fused.min()) and float(fused.max()) <= 1
 
 
@@ -185,3 +186,21 @@ def test_profile_line_records_the_device_it_is_given():
     model = TrainedModel(None, "didfuse", "base", 0, "reduced", "abc")
     line = exp.profile_line("eval", [model], "cuda")
     assert (line["device"], line["trainings"], line["protocol"]) == ("cuda", "base n=1", "reduced")
+
+
+def test_the_didfuse_method_as_an_engine_source_encodes_each_pair_once(small_sets, monkeypatch):
+    """``compare`` runs learned methods through ``engine.method_source``: several rules, one encoding per pair."""
+    import fusion_core.methods as methods
+
+    encodings, real_build = [], methods.build_method
+
+    def counting_build(*args, **kwargs):
+        fuser = real_build(*args, **kwargs)
+        fuser.model.encoder.register_forward_hook(lambda *_: encodings.append(1))
+        return fuser
+
+    monkeypatch.setattr(methods, "build_method", counting_build)
+    source = engine.method_source("didfuse", rules=["ave", "sum"])
+    fused = source.fuse(engine.DataSet("test_tno", small_sets, (48, 48)).images(small_sets[0]), ["ave", "sum"])
+    assert sorted(fused) == ["ave", "sum"] and len(encodings) == 2  # IR and VIS once, for both rules
+    assert all(0 <= float(f.min()) and float(f.max()) <= 1 for f in fused.values())

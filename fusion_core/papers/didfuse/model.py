@@ -125,6 +125,14 @@ class DIDFuse(nn.Module):
         merged = fuse_features(self.encoder(ir), self.encoder(vis), rule, skip_rule, SKIP_FIELDS, paper="didfuse")
         return self.decoder(merged)
 
+    def fuse_rules(self, ir: torch.Tensor, vis: torch.Tensor, rules) -> dict:
+        """``{rule: self.fuse(ir, vis, rule)}``, clamped to [0, 1], with the encoder (the costly half) run once."""
+        if ir.shape != vis.shape:
+            raise ValueError(f"ir and vis shapes differ: {tuple(ir.shape)} vs {tuple(vis.shape)}")
+        ir_features, vis_features = self.encoder(ir), self.encoder(vis)
+        return {rule: self.decoder(fuse_features(ir_features, vis_features, rule, None, SKIP_FIELDS,
+                                                 paper="didfuse")).clamp(0, 1) for rule in rules}
+
 
 # ----------------------------------------------------------------------------- weights
 
@@ -252,4 +260,5 @@ def build(weights=None, rule=None, device="cpu"):
             return model.fuse(ir, vis, rule)
 
     fuser.model = model  # type: ignore[attr-defined]
+    fuser.fuse_rules = model.fuse_rules  # type: ignore[attr-defined]  (engine.method_source: one encoding per pair)
     return fuser

@@ -19,8 +19,7 @@ import torch
 
 from ... import data, engine
 from ...io import sha256_file
-from ...rules import fuse_features
-from .model import RELEASED_FILES, SKIP_FIELDS, TABLE3_RULES, DIDFuse, load_checkpoint, load_released
+from .model import RELEASED_FILES, TABLE3_RULES, DIDFuse, load_checkpoint, load_released
 
 PAPER = "didfuse"
 MODEL_RULES = (*TABLE3_RULES, "sum")  # Table III's six and the authors' code rule
@@ -32,19 +31,6 @@ def raw_dir(protocol: str) -> str:
     return "raw" if protocol in ("reduced", "quick") else f"raw_{protocol}"
 
 
-def fuse_with_rules(model: DIDFuse, ir: torch.Tensor, vis: torch.Tensor,
-                    rules: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Encode ``ir`` and ``vis`` once, then merge + decode with each rule (skips merged by the same rule).
-
-    Equal to ``model.fuse(ir, vis, rule)`` per rule; the encoder, the costly half, runs once.
-    """
-    with torch.inference_mode():
-        ir_features, vis_features = model.encoder(ir), model.encoder(vis)
-        return {rule: model.decoder(fuse_features(ir_features, vis_features, rule, None, SKIP_FIELDS,
-                                                  paper=PAPER)).clamp(0, 1).float().cpu()
-                for rule in rules}
-
-
 def network_source(key: str, checksum: str, load: Callable[[], DIDFuse], labels: dict, device: str = "cpu",
                    protocol: str = "reduced") -> engine.Source:
     """A DIDFuse network (loaded on first use, eval mode, on ``device``) as a source with :data:`MODEL_RULES`."""
@@ -53,7 +39,9 @@ def network_source(key: str, checksum: str, load: Callable[[], DIDFuse], labels:
     def fuse(images: data.PairImages, rules: Sequence[str | None]) -> dict:
         if not loaded:
             loaded.append(load().to(device).eval())
-        return fuse_with_rules(loaded[0], images.ir.to(device), images.vis.to(device), rules)
+        with torch.inference_mode():
+            fused = loaded[0].fuse_rules(images.ir.to(device), images.vis.to(device), rules)
+        return {rule: image.float().cpu() for rule, image in fused.items()}
 
     return engine.Source(key, PAPER, checksum, fuse, MODEL_RULES, labels, raw_dir(protocol))
 
