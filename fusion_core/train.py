@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import io as _io
 import json
+import platform
 import random
 import subprocess
 import time
@@ -362,6 +363,119 @@ def _norm(value):
 
 # --------------------------------------------------------------------------- the loop
 
+@dataclass
+class TrainState:
+    """Everything a run carries from one epoch to the next (and saves in ``NAME.resume.pt``)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator  # the loop's own RNG: batch order and random crops
+    device: torch.device
+    use_amp: bool
+    epoch: int = 0  # epochs done
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0  # training time of earlier calls (resumed runs)
+
+
+def restore(model: nn.Module, config: TrainConfig, state_file: Path | None,
+            log: Callable[[str], None] | None = None) -> TrainState:
+    """A fresh run (``seed_everything(config.seed)``) or, from ``state_file``, the run exactly where it stopped.
+
+    Adam with step decay (``gamma`` at ``milestones``) and a GradScaler (active only for AMP on CUDA);
+    a resumed run gets back model, optimizer, scheduler, scaler, every RNG state and its history, after
+    checking that it was trained with the same settings (:data:`_RESUME_KEYS`).
+    """
+    device = torch.device(config.device)
+    use_amp = config.amp and device.type == "cuda"
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    state = TrainState(model, optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones),
+                                                                             gamma=config.gamma),
+                       torch.amp.GradScaler(device.type, enabled=use_amp), torch.Generator().manual_seed(config.seed),
+                       device, use_amp)
+    if state_file is None:
+        seed_everything(config.seed)
+        return state
+    saved = _load(state_file)
+    _check_resumable(state_file, saved, config, model)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    state.scheduler.load_state_dict(saved["scheduler"])
+    state.scaler.load_state_dict(saved["scaler"])
+    _set_rng_state(saved["rng"], state.generator)
+    state.history, state.epoch, state.seconds = list(saved["history"]), saved["epoch"], float(saved.get("seconds", 0.0))
+    if log and state.epoch < config.epochs:
+        log(f"resuming {state_file} at epoch {state.epoch + 1}/{config.epochs}")
+    return state
+
+
+def run_epoch(state: TrainState, loss_fn: LossFn, dataset: BatchSource, config: TrainConfig,
+              progress: bool = False) -> dict:
+    """One pass over ``dataset`` (seeded permutation or file order, ⌈n / batch⌉ or ⌊n / batch⌋ batches).
+
+    Returns the epoch's row: epoch, lr, iterations, seconds, and every loss term averaged over the
+    iterations. The scheduler steps once at the end; a non-finite loss stops the run.
+    """
+    n = len(dataset)
+    per_epoch = n // config.batch_size if config.drop_last else -(-n // config.batch_size)
+    if per_epoch == 0:
+        raise ValueError(f"{n} training samples make no batch of {config.batch_size} with drop_last")
+    model, optimizer, epoch = state.model, state.optimizer, state.epoch + 1
+    model.train()
+    tick = time.perf_counter()
+    order = torch.randperm(n, generator=state.generator) if config.shuffle else torch.arange(n)
+    sums: dict[str, float] = {}
+    lr = optimizer.param_groups[0]["lr"]
+    iterations = tqdm(range(per_epoch), desc=f"epoch {epoch}", unit="it", leave=False, disable=not progress)
+    for it in iterations:
+        batch = dataset.take(order[it * config.batch_size:(it + 1) * config.batch_size], state.generator)
+        batch = tuple(t.to(state.device, non_blocking=True) for t in batch)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(state.device.type, enabled=state.use_amp):
+            terms = loss_fn(model, batch)
+        total = terms["total"]
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"epoch {epoch}, iteration {it + 1}: loss is {total.item()}")
+        state.scaler.scale(total).backward()
+        state.scaler.step(optimizer)
+        state.scaler.update()
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + float(value.detach())
+        iterations.set_postfix(loss=f"{float(total.detach()):.4f}")
+    state.scheduler.step()
+    row = {"epoch": epoch, "lr": lr, "iterations": per_epoch, "seconds": time.perf_counter() - tick}
+    row.update({key: value / per_epoch for key, value in sums.items()})
+    return row
+
+
+def save(checkpoint: str | Path, state: TrainState, config: TrainConfig, data_info: dict | None,
+         loss_info: dict | None) -> None:
+    """Write the run after ``state.epoch`` epochs: resume state, weights, history CSV and manifest (each atomically)."""
+    path, manifest_path, history_path = checkpoint_paths(checkpoint)
+    model = state.model
+    full = {
+        "format": CHECKPOINT_FORMAT,
+        "model_class": type(model).__name__,
+        "model_config": getattr(model, "config", None),
+        "model": model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "scaler": state.scaler.state_dict(),
+        "epoch": state.epoch,
+        "rng": _rng_state(state.generator),
+        "history": state.history,
+        "config": asdict(config),
+        "seconds": state.seconds,
+    }
+    _save(resume_path(path), full)
+    _save(path, weights_state(full["model"], full["model_class"], full["model_config"]))
+    write_csv(history_path, pd.DataFrame(state.history))
+    write_json(manifest_path, _manifest(path, model, config, state.history, state.seconds, state.device,
+                                        data_info, loss_info))
+
+
 def train(
     model: nn.Module,
     loss_fn: LossFn,
@@ -382,111 +496,42 @@ def train(
     trains the extra epochs). Same seed, same device and thread count → the same numbers.
 
     ``max_seconds``: stop (checkpoint saved) before an epoch that would end past this many seconds
-    after the call started; at least one epoch always runs. A stopped run returns fewer than
-    ``config.epochs`` rows and its manifest has ``epochs_done < epochs``; calling again resumes it.
+    after the call started — the next epoch is assumed as long as the mean of this call's epochs; at
+    least one epoch always runs. A stopped run returns fewer than ``config.epochs`` rows and its
+    manifest has ``epochs_done < epochs``; calling again resumes it.
     """
     if max_seconds is not None and checkpoint is None:
         raise ValueError("max_seconds needs a checkpoint to resume from")
-    device = torch.device(config.device)
-    use_amp = config.amp and device.type == "cuda"
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), gamma=config.gamma)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
-    generator = torch.Generator().manual_seed(config.seed)
-    history: list[dict] = []
-    start_epoch, seconds_before = 0, 0.0
-
-    paths = checkpoint_paths(checkpoint) if checkpoint is not None else None
-    state_file = _resume_source(paths[0]) if paths and resume else None
-    if state_file is None and paths and resume and paths[0].is_file():
-        return _finished(paths, config, model)  # weights only, no resume state: done, or an error
-    if state_file is not None:
-        saved = _load(state_file)
-        _check_resumable(state_file, saved, config, model)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        _set_rng_state(saved["rng"], generator)
-        history = list(saved["history"])
-        start_epoch, seconds_before = saved["epoch"], float(saved.get("seconds", 0.0))
-        if log and start_epoch < config.epochs:
-            log(f"resuming {state_file} at epoch {start_epoch + 1}/{config.epochs}")
-        if start_epoch >= config.epochs:  # finished: return at once (the data set is not touched)
-            return pd.DataFrame(history)
-    else:
-        seed_everything(config.seed)
-
-    n = len(dataset)
-    per_epoch = n // config.batch_size if config.drop_last else -(-n // config.batch_size)
-    if per_epoch == 0:
-        raise ValueError(f"{n} training samples make no batch of {config.batch_size} with drop_last")
-    started = time.perf_counter()
-    epochs = tqdm(range(start_epoch, config.epochs), desc="epochs", unit="epoch", disable=not progress,
-                  initial=start_epoch, total=config.epochs)
-    ran = 0
-    for epoch in epochs:
-        model.train()
-        tick = time.perf_counter()
-        order = torch.randperm(n, generator=generator) if config.shuffle else torch.arange(n)
-        sums: dict[str, float] = {}
-        lr = optimizer.param_groups[0]["lr"]
-        iterations = tqdm(range(per_epoch), desc=f"epoch {epoch + 1}", unit="it", leave=False, disable=not progress)
-        for it in iterations:
-            batch = dataset.take(order[it * config.batch_size:(it + 1) * config.batch_size], generator)
-            batch = tuple(t.to(device, non_blocking=True) for t in batch)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, enabled=use_amp):
-                terms = loss_fn(model, batch)
-            total = terms["total"]
-            if not torch.isfinite(total):
-                raise FloatingPointError(f"epoch {epoch + 1}, iteration {it + 1}: loss is {total.item()}")
-            scaler.scale(total).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
-            iterations.set_postfix(loss=f"{float(total.detach()):.4f}")
-        scheduler.step()
-        row = {"epoch": epoch + 1, "lr": lr, "iterations": per_epoch, "seconds": time.perf_counter() - tick}
-        row.update({key: value / per_epoch for key, value in sums.items()})
-        history.append(row)
+    state_file = _resume_source(Path(checkpoint)) if checkpoint is not None and resume else None
+    if state_file is None and checkpoint is not None and resume and Path(checkpoint).is_file():
+        return _finished(checkpoint_paths(checkpoint), config, model)  # weights only, no resume state: done, or an error
+    state = restore(model, config, state_file, log)
+    if state.epoch >= config.epochs:  # finished: return at once (the data set is not touched)
+        return pd.DataFrame(state.history)
+    started, seconds_before, ran = time.perf_counter(), state.seconds, 0
+    epochs = tqdm(range(state.epoch, config.epochs), desc="epochs", unit="epoch", disable=not progress,
+                  initial=state.epoch, total=config.epochs)
+    for _ in epochs:
+        row = run_epoch(state, loss_fn, dataset, config, progress)
+        state.history.append(row)
+        state.epoch, ran = row["epoch"], ran + 1
         epochs.set_postfix(loss=f"{row['total']:.4f}")
         if log:
-            log(f"epoch {epoch + 1}/{config.epochs} " + " ".join(f"{k}={v:.5g}" for k, v in row.items()
-                                                              if k not in ("epoch", "iterations")))
-        ran += 1
-        last = epoch + 1 == config.epochs
+            log(f"epoch {state.epoch}/{config.epochs} " + " ".join(f"{k}={v:.5g}" for k, v in row.items()
+                                                                 if k not in ("epoch", "iterations")))
         elapsed = time.perf_counter() - started
+        last = state.epoch == config.epochs
         out_of_time = max_seconds is not None and not last and elapsed * (ran + 1) / ran > max_seconds
-        if paths and (last or out_of_time or (epoch + 1) % config.save_every == 0):
-            state = {
-                "format": CHECKPOINT_FORMAT,
-                "model_class": type(model).__name__,
-                "model_config": getattr(model, "config", None),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": epoch + 1,
-                "rng": _rng_state(generator),
-                "history": history,
-                "config": asdict(config),
-                "seconds": seconds_before + time.perf_counter() - started,
-            }
-            _save(resume_path(paths[0]), state)
-            _save(paths[0], weights_state(state["model"], state["model_class"], state["model_config"]))
-            write_csv(paths[2], pd.DataFrame(history))
-            write_json(paths[1], _manifest(paths[0], model, config, history, state["seconds"], device,
-                                           data_info or _describe(dataset), loss_info or _describe(loss_fn)))
+        if checkpoint is not None and (last or out_of_time or state.epoch % config.save_every == 0):
+            state.seconds = seconds_before + time.perf_counter() - started
+            save(checkpoint, state, config, data_info or _describe(dataset), loss_info or _describe(loss_fn))
         if out_of_time:
             if log:
                 log(f"time budget: {elapsed:.0f} s of {max_seconds:.0f} s used, stopping after epoch "
-                    f"{epoch + 1}/{config.epochs}; rerun the same command to resume")
+                    f"{state.epoch}/{config.epochs}; rerun the same command to resume")
             break
     epochs.close()
-    return pd.DataFrame(history)
+    return pd.DataFrame(state.history)
 
 
 def _resume_source(path: Path) -> Path | None:
@@ -530,6 +575,20 @@ def _describe(obj) -> dict | None:
     return obj.describe() if hasattr(obj, "describe") else None
 
 
+def device_name(device: torch.device) -> str:
+    """The hardware that trained: ``cuda:<GPU name>`` or ``cpu: <CPU model>`` (float results differ across both)."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    if device.type != "cpu":
+        return str(device)
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+    except OSError:
+        model = ""
+    return f"cpu: {model or platform.processor() or platform.machine()}"
+
+
 def _manifest(path: Path, model: nn.Module, config: TrainConfig, history: list[dict], seconds: float,
               device: torch.device, data_info, loss_info) -> dict:
     final = history[-1] if history else {}
@@ -550,7 +609,7 @@ def _manifest(path: Path, model: nn.Module, config: TrainConfig, history: list[d
         "protocol": config.protocol,
         "seed": config.seed,
         "config": asdict(config),
-        "device": str(device) if device.type != "cuda" else f"cuda:{torch.cuda.get_device_name(device)}",
+        "device": device_name(device),
         "amp": config.amp and device.type == "cuda",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
