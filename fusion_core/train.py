@@ -13,7 +13,13 @@ A paper passes its model, its loss and an in-memory data set; it does not copy t
 ``loss_fn(model, batch)`` returns a dict of scalar tensors with the optimised value under
 ``"total"``; every term is averaged over the iterations of an epoch and logged.
 
-Files written (atomically, after every epoch) next to ``checkpoint`` = ``DIR/NAME.pt``:
+:func:`train` is a short loop over three pieces a reader can take one at a time: :func:`restore`
+(a fresh, seeded run or the saved state of an interrupted one), :func:`run_epoch` (one pass, returns
+the epoch's loss row) and :func:`save` (the files below). Each paper's ``papers/<p>/train.py`` names
+its recipes (``PROTOCOLS``) and model ``VARIANTS``, builds model, loss and data, and calls :func:`train`;
+a finished checkpoint is found again as a :class:`TrainedModel`.
+
+Files written (atomically, every ``save_every`` epochs, at the end and at a budget stop) next to ``checkpoint`` = ``DIR/NAME.pt``:
 
 * ``NAME.pt`` — the weights only (``WEIGHTS_FORMAT``: model class, model config, fp32 state dict;
   about 4 bytes per parameter): what inference loads and what the repository commits.

@@ -54,12 +54,11 @@ class Protocol:
     epochs: int  # many: passes over the corpus
     size: int  # training images resized to size × size
     many_images: int | None  # many: the first K corpus images (None: all 426)
-    description: str
 
 
 PROTOCOLS = {
-    "paper": Protocol(2000, 4, 256, None, "paper protocol: single 2000 iterations, many 4 epochs, 256² images"),
-    "quick": Protocol(20, 1, 64, 8, "smoke run: single 20 iterations, many 1 epoch on 8 images, 64² images"),
+    "paper": Protocol(iterations=2000, epochs=4, size=256, many_images=None),
+    "quick": Protocol(iterations=20, epochs=1, size=64, many_images=8),  # seconds on a CPU; numbers mean nothing
 }
 PROTOCOL_ALIASES = {"full": "paper"}  # the paper protocol's old name (the committed manifests say "full")
 VARIANTS = ("single", "many")
