@@ -138,6 +138,7 @@ def _didfuse_checkpoints(ctx: Context) -> tuple[Path, str, list[str]]:
 def _train_didfuse(ctx: Context, seconds: float, variants: list[str], name: str,
                    seeds: list[int]) -> tuple[list[Path], dict]:
     from . import sweep
+    from .papers.didfuse.train import checkpoint_name
     from .train import progress_of
 
     folder, protocol, extra = _didfuse_checkpoints(ctx)
@@ -150,8 +151,8 @@ def _train_didfuse(ctx: Context, seconds: float, variants: list[str], name: str,
     files = [logs]
     for variant in variants:
         for seed in seeds:
-            stem = f"didfuse_{protocol}" + ("" if variant == "base" else f"_{variant}") + f"_seed{seed}"
-            checkpoint = folder / f"{stem}.pt"
+            checkpoint = folder / checkpoint_name(protocol, variant, seed)
+            stem = checkpoint.stem
             progress = progress_of(checkpoint)
             if progress is None:
                 continue
