@@ -47,20 +47,31 @@ NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 MANIFEST = RESULTS_ROOT / "MANIFEST.csv"
 MANIFEST_FIELDS = ["path", "sha256", "bytes", "notebook", "profile"]
 
-# Notebook number → results folder. The paper numbers follow the project's paper ids.
-PAPER_OF_PREFIX = {
-    "00": "datasets", "01": "didfuse", "02": "res2netfuse", "03": "msfam", "04": "amfe", "05": "savf",
-    "98": "classical", "99": "metrics",
-}
+# Notebooks that are not a paper's → their results folder; a paper's notebooks are listed by its
+# ``Paper.notebooks`` (fusion_core/papers/<p>/__init__.py), so adding a paper does not touch this file.
+SHARED_NOTEBOOKS = {"00": "datasets", "98": "classical", "99": "metrics"}
 PACKAGES = ["torch", "numpy", "scipy", "pandas", "kornia", "pytorch-msssim", "PyWavelets", "opencv-python-headless",
             "scikit-image", "matplotlib", "papermill"]
 
 
+def result_folders() -> dict[str, str]:
+    """Notebook stem prefix or full stem → results folder: the shared notebooks' numbers and each paper's notebooks."""
+    from .papers import PAPERS
+
+    return {**SHARED_NOTEBOOKS, **{stem: paper.name for paper in PAPERS.values() for stem in paper.notebooks}}
+
+
 def paper_of(notebook: Path) -> str:
-    prefix = notebook.name[:2]
-    if prefix not in PAPER_OF_PREFIX:
-        raise ValueError(f"{notebook}: name must start with one of {sorted(PAPER_OF_PREFIX)} (NN_<name>.ipynb)")
-    return PAPER_OF_PREFIX[prefix]
+    """The results folder of ``notebooks/<stem>.ipynb``: its paper (``Paper.notebooks``) or a shared notebook's."""
+    folders = result_folders()
+    stem = Path(notebook).stem
+    if stem in folders:
+        return folders[stem]
+    if stem[:2] in SHARED_NOTEBOOKS:
+        return SHARED_NOTEBOOKS[stem[:2]]
+    known = sorted({name for name in folders.values()})
+    raise ValueError(f"{notebook}: not a notebook of any paper (Paper.notebooks in fusion_core/papers/<p>/__init__.py) "
+                     f"and its name does not start with one of {sorted(SHARED_NOTEBOOKS)}; results folders: {known}")
 
 
 def find_notebooks(only: str | None = None) -> list[Path]:

@@ -19,10 +19,13 @@ def sandbox(tmp_path, monkeypatch):
 
 
 def test_notebook_names_map_to_result_folders():
-    assert reproduce.paper_of(Path("01a_didfuse_table3.ipynb")) == "didfuse"
+    assert reproduce.paper_of(Path("01a_didfuse_table3_strategies.ipynb")) == "didfuse"
+    assert reproduce.paper_of(Path("02b_res2netfuse_table3.ipynb")) == "res2netfuse"
     assert reproduce.paper_of(Path("99_metric_validation.ipynb")) == "metrics"
-    with pytest.raises(ValueError, match="must start with one of"):
+    with pytest.raises(ValueError, match="not a notebook of any paper"):
         reproduce.paper_of(Path("x_notes.ipynb"))
+    with pytest.raises(ValueError, match="not a notebook of any paper"):
+        reproduce.paper_of(Path("03_msfam.ipynb"))  # a paper's notebook counts once its Paper lists it
 
 
 def test_every_committed_notebook_has_a_parameters_cell_first():

@@ -206,9 +206,9 @@ def test_every_committed_notebook_accepts_its_own_defaults():
     # a nested default like DIDFuse's fig5_boxes (lists of (top, left, h, w, "ur") records) once failed here,
     # which stopped every DIDFuse notebook at its first results_dir call
     from fusion_core import params
-    from fusion_core.reproduce import PAPER_OF_PREFIX
+    from fusion_core.reproduce import result_folders
 
-    for paper in set(PAPER_OF_PREFIX.values()):
+    for paper in set(result_folders().values()):
         for notebook, defaults in params.notebook_defaults(paper).items():
             assert params.check(paper, dict(defaults))[0] == {}, notebook
 
