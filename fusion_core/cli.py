@@ -5,6 +5,7 @@ Everyday use:
   python -m fusion_core methods                              what can fuse (kind, paper, default weights, speed)
   python -m fusion_core fuse --method didfuse --dataset tno40 --out fused/didfuse
   python -m fusion_core score --fused fused/didfuse --dataset tno40 --convention tang [--out scores.csv]
+  python -m fusion_core compare --methods cbf,gff,didfuse,res2netfuse --dataset tno40 --convention tang
   python -m fusion_core conventions                          which toolbox each --convention follows
 
 Data sets are looked up under FUSION_DATA (`datasets` lists them); --ir/--vis take any two folders of
@@ -94,6 +95,12 @@ def cmd_score(args) -> int:
     return score_command(args)
 
 
+def cmd_compare(args) -> int:
+    from .compare import compare_command
+
+    return compare_command(args)
+
+
 def cmd_reproduce(args) -> int:
     from .reproduce import parse_params, run_notebooks
 
@@ -170,6 +177,35 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--out", help="CSV file, one row per image (default: print mean ± std per metric only)")
     p.set_defaults(func=cmd_score)
+
+    method_names, conventions = (_method_names(), _convention_names()) if wanted == "compare" else (None, None)
+    p = sub.add_parser("compare", help="fuse and score several methods on one data set: per-image CSVs, a summary "
+                                       "table with ranks, a qualitative grid",
+                       description="Fuse every pair with each method, score under one convention, and write per-image "
+                                   "CSVs (<out>/raw/), a summary (mean ± std and rank per metric, CSV + Markdown) and a "
+                                   "grid figure. Cached by method, weights checksum, rule and image: Ctrl-C, then the "
+                                   "same command resumes. Bad input stops before anything is written.")
+    p.add_argument("--methods", required=True, metavar="M1,M2,...",
+                   help="comma-separated methods" + ("; from: " + ", ".join(method_names) if method_names
+                                                     else " (see `methods`)"))
+    p.add_argument("--dataset", required=True, metavar="NAME", help="a registered data set (see `datasets`)")
+    p.add_argument("--convention", default="tang", metavar="CONVENTION",
+                   help="toolbox whose definitions the metrics follow (default tang)"
+                        + ("; one of: " + ", ".join(conventions) if conventions else "; see `conventions`"))
+    p.add_argument("--metrics", help="comma-separated column names (default: the convention's set)")
+    p.add_argument("--rules", metavar="METHOD=RULE,...",
+                   help="fusion rules of learned methods, e.g. didfuse=sal+cam,res2netfuse=l1 (a method named twice "
+                        "runs with both; default: each method's first rule in `methods`)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="processes running methods in parallel, one thread each; same numbers for any N "
+                        "(default: one per CPU)")
+    p.add_argument("--max-pairs", type=int, metavar="N", help="only the first N pairs (a quick look; own raw files)")
+    p.add_argument("--crop", metavar="HxW", help="top-left HxW window of every pair (a quick look; own raw files)")
+    p.add_argument("--grid-pairs", metavar="STEM,...",
+                   help="pairs shown in the grid figure (default: 3 spread over the set)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--out", help="output folder (default build/compare/<dataset>_<convention>)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("reproduce", help="run the notebooks under a profile")
     p.add_argument("--profile", default="eval", choices=["quick", "eval", "full"])
