@@ -119,8 +119,7 @@ def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
     each plane goes through OpenCV's ``cv2.blur`` (``BORDER_REFLECT_101`` = torch's "reflect"), ≈8×
     faster than the torch running sums used elsewhere (CUDA, or when gradients are needed). The planes
     are split over ``torch.get_num_threads()`` threads (OpenCV releases the GIL; each plane's arithmetic
-    is unchanged, so the values are the same as one thread's): the sal rules blur 768 planes per DIDFuse
-    pair, the largest single cost of a fuse after the convolutions.
+    is unchanged, so the values are the same as one thread's).
     """
     k = 2 * radius + 1
     if x.device.type == "cpu" and not x.requires_grad and x.dtype in (torch.float32, torch.float64):
@@ -189,6 +188,8 @@ def saliency_weights(
     values (the paper gives none; spec A11).
     """
     _check_pair(a, b)
+    if _plane_path(a, b):
+        return _saliency_planes(a, b, radius, eps, levels, None)
     # The weights are piecewise constant in a and b (quantisation, histogram lookup): no gradient flows
     # through them, so they are computed without autograd, in place (same values, less memory traffic).
     with torch.no_grad():
@@ -204,8 +205,96 @@ def saliency_weights(
 
 def saliency_attention(a: torch.Tensor, b: torch.Tensor, radius: int = 45, eps: float = 0.01) -> torch.Tensor:
     r"""Eq. 12: $F = \omega_a \otimes a + (1 - \omega_a) \otimes b$ with $\omega$ from :func:`saliency_weights`."""
+    _check_pair(a, b)
+    if _plane_path(a, b):
+        return _saliency_planes(a, b, radius, eps, LEVELS, (a, b))
     weight = saliency_weights(a, b, radius, eps)
     return weight * a + (1.0 - weight) * b
+
+
+def _plane_path(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether the saliency rule may run plane by plane in NumPy/OpenCV (CPU float32/64, no autograd)."""
+    return (a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64) and b.dtype == a.dtype
+            and not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)))
+
+
+def _saliency_planes(a: torch.Tensor, b: torch.Tensor, radius: int, eps: float, levels: int,
+                     blend: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    r"""The CPU path of :func:`saliency_weights` (``blend`` None) or :func:`saliency_attention` (``blend`` =
+    (a, b): the weighted sum of Eq. 12 as well), one channel plane at a time.
+
+    The same float operations in the same order as the tensor path, so the same values (tested): every step
+    is element-wise or exact (min, max, integer counts, table lookups) except the histogram-to-table product
+    of Eq. 9, which runs once for all channels between the two per-plane passes, as the tensor path does.
+    Why planes: on whole 64×480×640 feature stacks each of the rule's ~40 element-wise steps streams 80 MB
+    through memory and OpenCV's box filters run apart from them; per plane (1.2 MB) the temporaries stay in
+    cache, and the planes are spread over ``torch.get_num_threads()`` threads (NumPy and OpenCV release the
+    GIL; no plane's arithmetic depends on the split).
+    """
+    n, c, h, w = a.shape
+    low = torch.minimum(a.amin((-2, -1), keepdim=True), b.amin((-2, -1), keepdim=True))
+    high = torch.maximum(a.amax((-2, -1), keepdim=True), b.amax((-2, -1), keepdim=True))
+    scale = (levels - 1) / (high - low + EPS)  # as quantise_jointly
+    xa, xb = (x.detach().reshape(n * c, h, w).contiguous().numpy() for x in (a, b))
+    lows, scales = low.reshape(-1).numpy(), scale.reshape(-1).numpy()
+    qa, qb = np.empty_like(xa), np.empty_like(xb)
+    counts = np.empty((2, n * c, levels), dtype=xa.dtype)
+
+    def quantise(i: int) -> None:
+        for x, q, side in ((xa, qa, 0), (xb, qb, 1)):
+            np.clip(np.rint(np.multiply(np.subtract(x[i], lows[i], out=q[i]), scales[i], out=q[i]), out=q[i]),
+                    0, levels - 1, out=q[i])
+            counts[side, i] = np.bincount(q[i].astype(np.intp).ravel(), minlength=levels)
+
+    _map_planes(quantise, n * c)
+    # Eq. 9's lookup table T[v] = Σ_k H(k)|k − v| per side, with histogram_saliency's arithmetic on N×C×L
+    grid = torch.arange(levels, dtype=a.dtype)
+    distance = (grid[:, None] - grid[None, :]).abs()
+    tables = []
+    for side in counts:
+        hist = torch.from_numpy(side).view(n, c, levels)
+        hist /= h * w
+        tables.append((hist @ distance).view(n * c, levels).numpy())
+    radius = max(1, min(radius, h - 1, w - 1))
+    out = np.empty_like(xa)
+
+    def weigh(i: int) -> None:
+        ia, ib = qa[i].astype(np.intp), qb[i].astype(np.intp)
+        sal_a, sal_b = tables[0][i][ia], tables[1][i][ib]
+        raw_a = sal_a / ((sal_b + sal_a) + EPS)  # S_a / (S_a + S_b + eps)
+        guide_a, guide_b = qa[i] / (levels - 1), qb[i] / (levels - 1)
+        chi_a = np.maximum(_guided_plane(guide_a, raw_a, radius, eps), 0)
+        chi_b = np.maximum(_guided_plane(guide_b, (-raw_a) + 1.0, radius, eps), 0)
+        weight = np.divide(chi_a, (chi_b + chi_a) + EPS, out=out[i] if blend is None else None)
+        if blend is not None:
+            np.add(weight * xa[i], (1.0 - weight) * xb[i], out=out[i])
+
+    _map_planes(weigh, n * c)
+    return torch.from_numpy(out).view(n, c, h, w)
+
+
+def _guided_plane(guide: np.ndarray, p: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """:func:`guided_filter`'s no-autograd arithmetic on one H×W plane (NumPy + ``cv2.blur``, same values)."""
+    k = (2 * radius + 1, 2 * radius + 1)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.blur(x, k, borderType=cv2.BORDER_REFLECT_101)
+
+    mean_g, mean_p = box(guide), box(p)
+    var_g = box(guide * guide) - mean_g * mean_g
+    a = (box(guide * p) - mean_g * mean_p) / (var_g + eps)
+    b = mean_p - a * mean_g
+    return box(a) * guide + box(b)
+
+
+def _map_planes(work: Callable[[int], None], planes: int) -> None:
+    """``work(i)`` for every plane index, on ``torch.get_num_threads()`` threads (one process-local pool)."""
+    workers = min(torch.get_num_threads(), planes)
+    if workers > 1:
+        list(_blur_pool(workers, os.getpid()).map(work, range(planes)))
+    else:
+        for i in range(planes):
+            work(i)
 
 
 # --------------------------------------------------------------------------- channel attention
