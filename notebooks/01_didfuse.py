@@ -15,11 +15,12 @@
 # %% tags=["parameters"]
 import os
 profile = os.environ.get("FUSION_PROFILE", "eval")  # quick | eval | full
-verify = "sample"  # eval: re-fuse a fixed sample ("sample") or everything ("all")
-seed = 0
-threads = 1  # torch/OpenCV CPU threads (1 keeps a shared 2-core CPU from thrashing)
+verify = "sample"  # eval: re-fuse a fixed sample ("sample") or every pair ("all")
+seed = 0  # the model of Figs. 4-5 and of Table V's `sum` row
 repeats = None  # trainings per variant (None: every complete one; the paper: 25 for Tables III-IV, 20 for Fig. 6)
-model_profile = None  # checkpoints: "reduced" (committed CPU models; eval default) | "full" (paper protocol, GPU; full default)
+device = "cpu"  # "cuda" on a GPU
+threads = 1  # torch/OpenCV CPU threads (1 keeps a shared 2-core CPU from thrashing)
+protocol = None  # checkpoints: "reduced" (committed CPU models; eval default) | "paper" (GPU-trained; full default)
 fig4_pairs = ["tno40/01", "tno40/18", "flir_test40/12", "nir_country52/04"]  # Fig. 4 rows (not stated in the paper)
 gap_pairs = 3  # Fig. 4 companion: first N pairs of each test set
 fig5_pairs = ["tno40/01", "tno40/05", "tno40/18", "flir_test40/12", "nir_country52/04", "nir_country52/09"]
@@ -39,7 +40,7 @@ fig5_boxes = [  # per scene: (top, left, height, width, inset corner) as fractio
 #
 # Fig. 3 (training losses), Fig. 4 (base/detail decomposition), Fig. 5 (qualitative comparison) and Table V
 # (comparison on the test sets). Our models follow the paper's architecture, loss and fusion layer (Sal-Att & CAM,
-# `sal+cam`), trained on CPU with a **reduced protocol** (the committed models; `model_profile="full"` evaluates
+# `sal+cam`), trained on CPU with a **reduced protocol** (the committed models; `protocol="paper"` evaluates
 # paper-protocol models trained on a GPU, see `fusion_core/papers/didfuse/README.md`). Table III (fusion rules), Table IV (ablations) and Fig. 6
 # (reproducibility) are in `01a`–`01c`.
 #
@@ -55,43 +56,42 @@ import matplotlib
 matplotlib.use("Agg")
 import cv2
 import matplotlib.pyplot as plt
-import pandas as pd
 import torch
 
-from fusion_core import checks, data, io, report
+from fusion_core import checks, io, report
 from fusion_core.papers.didfuse import experiment as exp
+from fusion_core.papers.didfuse import train
+from fusion_core.papers.didfuse.model import load_checkpoint
 
 torch.set_num_threads(threads)
 cv2.setNumThreads(threads)
 out = report.results_dir(exp.PAPER, profile)
 reported = report.load_reported(exp.PAPER)
-substitutes = exp.substitutes(profile, model_profile)
-training = {"reduced": "reduced CPU training", "full": "paper-protocol training", "quick": "quick smoke training"}[
-    exp.settings(profile, model_profile).train_profile]
+substitutes = exp.substitutes(profile, protocol)
+training = exp.training_label(profile, protocol)
 print("substitutes:")
 for s in substitutes:
     print(" -", s)
 
 # %% tags=["nbval-check-output"]
-models = exp.ensure_models(profile, ["full"], repeats=repeats, model_profile=model_profile)
-run_profile = {**exp.profile_line(profile, models, model_profile=model_profile), "substitutes": "; ".join(substitutes)}
+models = train.ensure_models(profile, ["base"], repeats=repeats, protocol=protocol, device=device)
+run = {**exp.profile_line(profile, models, device, protocol), "substitutes": "; ".join(substitutes)}
 print("trained models:", [m.key for m in models])
 
 # %% [markdown]
 # ## Fig. 3 — loss curves
-# Per-epoch mean of each loss term of Eq. 5 for every full-model training (thin lines) and their mean (black);
+# Per-epoch mean of each loss term of Eq. 5 for every base-model training (thin lines) and their mean (black);
 # `base`/`detail` are the raw distances before tanh. The paper trains 120 epochs (lr ÷10 at 40, 80); the reduced
-# profile trains 12 (lr ÷10 at 4, 8) on 64² crops, so "flat by the end" is the claim to check, not the values.
+# protocol trains 12 (lr ÷10 at 4, 8) on 64² crops, so "flat by the end" is the claim to check, not the values.
 
 # %% tags=["nbval-check-output"]
 histories = exp.loss_histories(models)
 io.write_csv(out / "fig03_loss_history.csv", histories)
-fig = exp.plot_losses(histories, f"Fig. 3: DIDFuse training losses, {len(models)} full-model trainings "
-                      f"({profile} profile: {run_profile['train_profile']} protocol, FLIR-Train-180 only)")
+fig = exp.plot_losses(histories, f"Fig. 3: DIDFuse training losses, {len(models)} base-model trainings "
+                      f"({profile} profile: {run['protocol']} protocol, FLIR-Train-180 only)")
 io.save_figure(fig, out / "fig03_loss_curves.png")
 plt.close(fig)
-last = histories.groupby("source")["epoch"].max()
-print("epochs per training:", sorted(set(last)))
+print("epochs per training:", sorted(set(histories.groupby("source")["epoch"].max())))
 print("total loss falls:", bool((histories.groupby("source")["total"].apply(lambda t: t.iloc[-1] < t.iloc[0])).all()))
 
 # %% [markdown]
@@ -102,25 +102,16 @@ print("total loss falls:", bool((histories.groupby("source")["total"].apply(lamb
 # each test set; the paper's reading is that the base maps of the two modalities agree and the details differ.
 
 # %% tags=["nbval-check-output"]
-model = next(m for m in models if m.seed == seed).model()
-by_name = {p.name: p for role in exp.TEST_SETS for p in data.load_split(exp.PAPER, role)}
-scale = lambda t: (t - t.min()) / (t.max() - t.min() + 1e-12)
-rows = []
-for name in fig4_pairs:
-    images = exp.load_images(by_name[name], profile)
-    with torch.no_grad():
-        ir_features, vis_features = model.encoder(images.ir), model.encoder(images.vis)
-    rows.append([images.ir, images.vis] + [scale(f[:, :1]) for f in (ir_features.base, ir_features.detail,
-                                                                     vis_features.base, vis_features.detail)])
-fig = report.image_grid(rows, fig4_pairs, ["IR", "VIS", "B_I (ch 0)", "D_I (ch 0)", "B_V (ch 0)", "D_V (ch 0)"], cell=2.8,
-                        title=f"Fig. 4: base/detail decomposition, full model seed {seed} ({profile} profile, "
-                              f"{run_profile['train_profile']} training on FLIR-Train-180 only)")
+shown = next(m for m in models if m.seed == seed)
+model = load_checkpoint(shown.path).eval()
+fig = exp.decomposition_figure(model, fig4_pairs, profile,
+                               f"Fig. 4: base/detail decomposition, base model seed {seed} ({profile} profile, "
+                               f"{run['protocol']} training on FLIR-Train-180 only)")
 io.save_figure(fig, out / "fig04_decomposition.png", dpi=100)
 plt.close(fig)
-gap_list = [p for role in exp.TEST_SETS for p in exp.split_pairs(role, profile)[:gap_pairs]]
-gaps = exp.decomposition_gaps(model, gap_list, profile)
+gaps = exp.decomposition_gaps(model, exp.gap_pairs(profile, gap_pairs), profile)
 report.write_table(gaps, out, "fig04_decomposition_gaps",
-                   "Fig. 4 companion: mean |B_I - B_V| and |D_I - D_V| per pair (full model, first pairs of each test set)", run_profile)
+                   "Fig. 4 companion: mean |B_I - B_V| and |D_I - D_V| per pair (base model, first pairs of each test set)", run)
 print("pairs:", len(gaps), "| finite gaps:", bool(gaps[["base_gap", "detail_gap"]].notna().all().all()))
 
 # %%
@@ -128,43 +119,29 @@ print("base gap < detail gap on", int((gaps["base_gap"] < gaps["detail_gap"]).su
 
 # %% [markdown]
 # ## Table V — comparison on the test sets
-# Ours (`DIDFuse`): every complete full-model training, `sal+cam`, mean ± std over trainings (n stated).
+# Ours (`DIDFuse`): every complete base-model training, `sal+cam`, mean ± std over trainings (n stated).
 # `TSIFVS`: our `tif` re-implementation run on the same images. Extra rows without a paper value: the authors'
 # released IJCAI fused images scored by us, their released weights run by us with `sum` (their code's rule)
-# and `sal+cam`, and our model of seed `seed` with `sum` (does the rule or the training explain the gap?). Other competitors: reported only. NIR-Forest and NIR-Field: data not available. The eval
-# profile re-fuses the smallest pair of each (source, test set) and checks it against the committed raw files.
-# TSIFVS is the same method run on the same images, so its deltas show how far our metric conventions are from
-# the paper's for each metric, independently of training.
+# and `sal+cam`, and our model of seed `seed` with `sum` (does the rule or the training explain the gap?). Other
+# competitors: reported only. NIR-Forest and NIR-Field: data not available. The eval profile re-fuses the
+# smallest pair of each (source, test set) and checks it against the committed raw files. TSIFVS is the same
+# method run on the same images, so its deltas show how far our metric conventions are from the paper's for
+# each metric, independently of training.
 
 # %% tags=["nbval-check-output"]
-released = [exp.released_source()]
-others = [exp.released_images_source()] + [exp.baseline_source(m) for m in exp.BASELINES]
-raw, verification, missing = exp.collect(models, exp.TEST_SETS, [exp.PAPER_RULE], profile, out, verify)
-raw_sum, verification_sum, missing_sum = exp.collect([m for m in models if m.seed == seed], exp.TEST_SETS, ["sum"],
-                                                     profile, out, verify)
-raw2, verification2, missing2 = exp.collect(released, exp.TEST_SETS, ["sum", exp.PAPER_RULE], profile, out, verify)
-raw3, verification3, missing3 = exp.collect(others, exp.TEST_SETS, [None], profile, out, verify)
-raw = pd.concat([raw, raw_sum, raw2, raw3], ignore_index=True)
-verification = pd.concat([verification, verification_sum, verification2, verification3], ignore_index=True)
-missing += missing_sum + missing2 + missing3
-table5 = exp.table5(raw, reported)
+result = exp.table5_raw(models, profile, out, verify, seed, device)
+table5 = exp.table5(result.rows, reported)
 caption = (f"Table V: reported (paper) vs ours; ours = DIDFuse, {training} (FLIR-Train-180 only), sal+cam, "
            "mean ± std over n trainings; TSIFVS = our tif; NIR-Forest/Field: data not available")
-report.write_table(table5, out, "table5_comparison", caption, run_profile)
-report.write_table(exp.wide5(table5), out, "table5", caption, run_profile)
-name = "table5"
-if len(verification):
-    report.write_table(verification, out, f"{name}_verification",
-                       "Eval profile: re-fused pairs vs committed raw results (max relative difference per pair)", run_profile)
-    print("re-fused pairs within tolerance:", int(verification["ok"].sum()), "/", len(verification))
-print("raw files missing:", missing or "none")
+report.write_table(table5, out, "table5_comparison", caption, run)
+report.write_table(exp.wide5(table5), out, "table5", caption, run)
+print(exp.write_verification(result, out, "table5", run))
 ours = table5[table5["method"].isin(["DIDFuse", "TSIFVS"])].dropna(subset=["ours_mean"])
 print(checks.structure(ours, ["dataset", "method"], "ours_mean"))
 
 # %%
 print(ours.pivot_table(index=["dataset", "method"], columns="metric", values="ours_mean", sort=False)[exp.METRICS].round(2).to_string())
-mine = table5[table5["method"].isin(["DIDFuse", "TSIFVS"])]
-summary = report.fidelity(mine, substitutes)
+summary = report.fidelity(table5[table5["method"].isin(["DIDFuse", "TSIFVS"])], substitutes)
 report.write_fidelity(out, summary, part="01_didfuse")
 didfuse = table5[(table5["method"] == "DIDFuse")].dropna(subset=["ours_mean", "reported"])
 print({k: v for k, v in summary.items() if k != "substitutes"})
@@ -177,28 +154,14 @@ print("TSIFVS delta % per metric (mean over sets):", tsifvs.groupby("metric", so
 # ## Fig. 5 — qualitative comparison
 # Six scenes chosen to match the paper's description (people, a bunker, houses, people outdoors, mountains and
 # clouds, leaves); the paper names neither images nor boxes. Rows: IR, VIS, the authors' released IJCAI result
-# (`sum` rule), ours (reduced CPU model, `sal+cam`), and TSIFVS (our `tif`). Orange and blue boxes are enlarged
-# in the panel corners. FusionGAN, DenseFuse, ImageFuse, DeepFuse, TVADMM, U2Fusion and NestFuse: no outputs or
-# weights offline, not shown.
+# (`sum` rule), ours (our model of seed `seed`, `sal+cam`), and TSIFVS (our `tif`). Orange and blue boxes are
+# enlarged in the panel corners. FusionGAN, DenseFuse, ImageFuse, DeepFuse, TVADMM, U2Fusion and NestFuse: no
+# outputs or weights offline, not shown.
 
 # %% tags=["nbval-check-output"]
-from fusion_core.fuse import fuse_images
-from fusion_core.methods import build_method
-
-ours = next(m for m in models if m.seed == seed)
-images_source, tif = exp.released_images_source(), build_method("tif")
-rows = [[], [], [], [], []]
-for name in fig5_pairs:
-    images = exp.load_images(by_name[name], profile)
-    rows[0].append(images.ir)
-    rows[1].append(images.vis)
-    rows[2].append(images_source.fuse(images, [None])[None])
-    rows[3].append(ours.fuse(images, [exp.PAPER_RULE])[exp.PAPER_RULE])
-    rows[4].append(fuse_images(tif, images))
-fig = report.image_grid(rows, ["IR", "VIS", "DIDFuse-IJCAI\n(released images)", f"DIDFuse ours\n(seed {seed}, sal+cam)",
-                               "TSIFVS\n(ours-reimpl. tif)"], fig5_pairs, cell=2.6,
-                        title=f"Fig. 5: qualitative comparison ({profile} profile; ours = {training}, FLIR-Train-180 only)")
-report.zoom_boxes(fig, fig5_boxes)
+fig = exp.qualitative_figure(shown, fig5_pairs, profile, fig5_boxes,
+                             f"Fig. 5: qualitative comparison ({profile} profile; ours = {training}, FLIR-Train-180 only)",
+                             device)
 io.save_figure(fig, out / "fig05_qualitative.png", dpi=110)
 plt.close(fig)
 print(fig5_pairs)

@@ -15,18 +15,19 @@
 # %% tags=["parameters"]
 import os
 profile = os.environ.get("FUSION_PROFILE", "eval")  # quick | eval | full
-verify = "sample"  # eval: re-fuse a fixed sample ("sample") or everything ("all")
-seed = 0
-threads = 1  # torch/OpenCV CPU threads (1 keeps a shared 2-core CPU from thrashing)
+verify = "sample"  # eval: re-fuse a fixed sample ("sample") or every pair ("all")
+seed = 0  # the common schema (this notebook makes no random choice)
 repeats = None  # trainings per variant (None: every complete one; the paper: 25 for Tables III-IV, 20 for Fig. 6)
-model_profile = None  # checkpoints: "reduced" (committed CPU models; eval default) | "full" (paper protocol, GPU; full default)
+device = "cpu"  # "cuda" on a GPU
+threads = 1  # torch/OpenCV CPU threads (1 keeps a shared 2-core CPU from thrashing)
+protocol = None  # checkpoints: "reduced" (committed CPU models; eval default) | "paper" (GPU-trained; full default)
 
 # %% [markdown]
 # # 01c — DIDFuse Fig. 6: reproducibility over trainings
 #
 # *This notebook is paired with `notebooks/01c_didfuse_fig6_reproducibility.py` by jupytext (one source, two files): edit either, then run `make sync`.*
 #
-# Every full-model training scored on each test set (`sal+cam`): one point per training, our mean (grey), the
+# Every base-model training scored on each test set (`sal+cam`): one point per training, our mean (grey), the
 # paper's DIDFuse value (green, the mean of its 20 trainings) and the best / second-best competitor of Table V
 # (red dashed / blue dotted). The paper's claim: DIDFuse "basically keeps the first place" in every training.
 # **Substitutes:** N trainings (stated) instead of 20; reduced CPU training on FLIR-Train-180 only; NIR-Forest
@@ -40,28 +41,28 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from fusion_core import checks, data, io, report
+from fusion_core import checks, io, report
 from fusion_core.papers.didfuse import experiment as exp
+from fusion_core.papers.didfuse import train
 
 torch.set_num_threads(threads)
 cv2.setNumThreads(threads)
 out = report.results_dir(exp.PAPER, profile)
 reported = report.load_reported(exp.PAPER)
-substitutes = exp.substitutes(profile, model_profile)
-training = {"reduced": "reduced CPU training", "full": "paper-protocol training", "quick": "quick smoke training"}[
-    exp.settings(profile, model_profile).train_profile]
+substitutes = exp.substitutes(profile, protocol)
+training = exp.training_label(profile, protocol)
 print("substitutes:")
 for s in substitutes:
     print(" -", s)
 
 # %% tags=["nbval-check-output"]
-models = exp.ensure_models(profile, ["full"], repeats=repeats, model_profile=model_profile)
-run_profile = {**exp.profile_line(profile, models, model_profile=model_profile), "substitutes": "; ".join(substitutes)}
+models = train.ensure_models(profile, ["base"], repeats=repeats, protocol=protocol, device=device)
+run = {**exp.profile_line(profile, models, device, protocol), "substitutes": "; ".join(substitutes)}
 print("trained models:", [m.key for m in models])
 
 # %% tags=["nbval-check-output"]
-raw, verification, missing = exp.collect(models, exp.TEST_SETS, [exp.PAPER_RULE], profile, out, verify)
-runs = exp.fig6_runs(raw)
+result = exp.raw_results(exp.model_sources(models, device), list(exp.TEST_SETS), [exp.PAPER_RULE], profile, out, verify)
+runs = exp.fig6_runs(result.rows)
 lines = exp.competitor_lines(reported)
 n = ", ".join(f"{k} {v}" for k, v in runs.groupby("dataset", sort=False)["seed"].nunique().items())
 fig = exp.plot_fig6(runs, lines, f"Fig. 6: our DIDFuse trainings per test set, sal+cam (n: {n}; paper: 20). "
@@ -69,15 +70,9 @@ fig = exp.plot_fig6(runs, lines, f"Fig. 6: our DIDFuse trainings per test set, s
 io.save_figure(fig, out / "fig06_reproducibility.png", dpi=100)
 plt.close(fig)
 io.write_csv(out / "fig06_runs.csv", runs)
-summary6 = exp.fig6_summary(runs, lines)
-report.write_table(summary6, out, "fig06_summary",
-                   f"Fig. 6 in numbers: our trainings (n per set {n}) vs the paper's DIDFuse value and best competitor", run_profile)
-name = "fig06"
-if len(verification):
-    report.write_table(verification, out, f"{name}_verification",
-                       "Eval profile: re-fused pairs vs committed raw results (max relative difference per pair)", run_profile)
-    print("re-fused pairs within tolerance:", int(verification["ok"].sum()), "/", len(verification))
-print("raw files missing:", missing or "none")
+report.write_table(exp.fig6_summary(runs, lines), out, "fig06_summary",
+                   f"Fig. 6 in numbers: our trainings (n per set {n}) vs the paper's DIDFuse value and best competitor", run)
+print(exp.write_verification(result, out, "fig06", run))
 print("trainings per set:", runs.groupby("dataset", sort=False)["seed"].nunique().to_dict())
 print(checks.structure(runs.melt(id_vars=["dataset", "seed"], var_name="metric"), ["dataset"], "value"))
 

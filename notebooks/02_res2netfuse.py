@@ -15,9 +15,11 @@
 # %% tags=["parameters"]
 import os
 profile = os.environ.get("FUSION_PROFILE", "eval")  # quick | eval | full
-verify = "sample"  # eval: re-fuse a fixed sample ("sample") or everything ("all")
-seeds = [0, 1, 2]  # Res2NetFuse_1 trainings (mean ± std over these)
-many_seeds = [0]  # R2N_many trainings (one: 66 CPU minutes each)
+verify = "sample"  # eval: re-fuse a fixed sample ("sample") or every pair ("all")
+seed = 0  # the model shown in single-model figures
+repeats = None  # trainings per variant (None: every committed one: seeds 0, 1, 2 of single, 0 of many)
+device = "cpu"  # "cuda" on a GPU
+threads = 1  # torch CPU threads (1 keeps a shared 2-core CPU from thrashing)
 qualitative_pairs = ["02", "05", "07"]  # Figs 7-9: which TNO-20 pairs (not stated in the paper)
 fig5_pairs = 4  # Fig. 5: the first N test pairs
 
@@ -37,19 +39,16 @@ fig5_pairs = 4  # Fig. 5: the first N test pairs
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import pandas as pd
 import torch
 
-from fusion_core import checks, data, evaluate, io, report
-from fusion_core.fuse import fuse_images
-from fusion_core.methods import build_method, method_names
+from fusion_core import checks, data, io, report
 from fusion_core.papers.res2netfuse import experiment as exp
+from fusion_core.papers.res2netfuse import train
 
-torch.set_num_threads(max(1, torch.get_num_threads()))
+torch.set_num_threads(threads)
 out = report.results_dir(exp.PAPER, profile)
-seed = seeds[0]  # the model shown in single-model figures
-seeds_by_model = {"Res2NetFuse_1": seeds, "Res2NetFuse_80000": many_seeds}
-run_profile = {"profile": profile, "seeds": seeds_by_model, "device": "cpu", "test": "tno40 01-20 (TNO-20 substitute)"}
+models = train.ensure_models(profile, repeats=repeats, device=device)
+run = exp.profile_line(profile, models, device)
 print("substitutes:")
 for s in exp.SUBSTITUTES:
     print(" -", s)
@@ -59,7 +58,7 @@ for s in exp.SUBSTITUTES:
 
 # %% tags=["nbval-check-output"]
 arch = exp.architecture_table()
-report.write_table(arch, out, "table1_architecture", "Table I: Res2NetFuse layers (shared branch conv, identity skip)", run_profile)
+report.write_table(arch, out, "table1_architecture", "Table I: Res2NetFuse layers (shared branch conv, identity skip)", run)
 print(arch.to_string(index=False))
 print("parameters:", int(arch["parameters"].sum()))
 
@@ -80,21 +79,11 @@ print([p.name for p in pairs])
 # about 200 iterations (dashed line). Training image: skimage `camera` (substitute).
 
 # %% tags=["nbval-check-output"]
-histories = {}
-for s in seeds:
-    exp.ensure_model("Res2NetFuse_1", s, profile)
-    histories[s] = exp.loss_history("Res2NetFuse_1", s, profile)
-    io.write_csv(out / f"loss_log_r2n_1_seed{s}.csv", histories[s])
-ckpt = exp.checkpoint_path("Res2NetFuse_1", seed, profile)
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-for ax, key, title in zip(axes, ["pixel", "ssim", "total"], ["(a) L_pixel", "(b) L_ssim", "(c) total"]):
-    for s, history in histories.items():
-        ax.plot(history["epoch"], history[key], lw=0.7, alpha=0.8, label=f"seed {s}")
-    ax.axvline(200, ls="--", c="0.5")
-    ax.set_yscale("log"), ax.set_xlabel("iteration"), ax.set_title(title)
-axes[-1].legend(fontsize=8)
-fig.suptitle(f"Fig. 6: Res2NetFuse_1 training loss ({profile} profile, seeds {seeds}, skimage camera substitute)")
-fig.tight_layout()
+histories = {m.seed: exp.loss_history(m) for m in models if m.variant == "single"}
+for s, history in histories.items():
+    io.write_csv(out / f"loss_log_r2n_1_seed{s}.csv", history)
+fig = exp.plot_losses(histories, f"Fig. 6: Res2NetFuse_1 training loss ({profile} profile, seeds {list(histories)}, "
+                                 "skimage camera substitute)")
 io.save_figure(fig, out / "fig06_loss_curves.png")
 plt.close(fig)
 for s, history in histories.items():
@@ -106,15 +95,16 @@ for s, history in histories.items():
 # rows are reported numbers only (no fused images or weights are available offline).
 
 # %% tags=["nbval-check-output"]
-raw, verification = exp.raw_results(["Res2NetFuse_1"], seeds_by_model, profile, out, verify)
-runs = exp.per_run_means(raw, "IV", model_names={"Res2NetFuse_1": "Res2NetFuse"})
+result = exp.raw_results([m for m in models if m.variant == "single"], profile, out, verify, device)
+runs = exp.per_run_means(result.rows, "IV", model_names={"Res2NetFuse_1": "Res2NetFuse"})
 reported = report.load_reported(exp.PAPER)
 table4 = report.side_by_side(reported[reported["table"] == "IV"], report.summarise(runs))
 report.write_table(table4, out, "table4_main_comparison",
-                   "Table IV: average of 20 fused images (ours: tno40 01-20 substitute; others: reported)", run_profile)
-if len(verification):
-    report.write_table(verification, out, "table4_verification", "Eval profile: re-fused pairs vs committed raw results", run_profile)
-    print("re-fused pairs within tolerance:", int(verification["ok"].sum()), "/", len(verification))
+                   "Table IV: average of 20 fused images (ours: tno40 01-20 substitute; others: reported)", run)
+if len(result.checks):
+    report.write_table(result.checks, out, "table4_verification", "Eval profile: re-fused pairs vs committed raw results", run)
+    print("re-fused values within tolerance:", int(result.checks["ok"].sum()), "/", len(result.checks))
+print("raw files missing:", result.missing or "none")
 ours = table4.dropna(subset=["ours_mean"])
 print(checks.structure(ours, ["method"], "ours_mean"))
 
@@ -127,32 +117,15 @@ print({k: v for k, v in summary.items() if k != "substitutes"})
 
 # %% [markdown]
 # ## Figs 7–9 — qualitative groups
-# Panels (a) IR, (b) VIS, (j)/(k) ours. Panels (c)–(i) are the paper's competitors: a classical re-implementation
-# from `fusion_core.classical` is shown where one exists (labelled "ours-reimpl."), otherwise a grey placeholder.
+# Panels (a) IR, (b) VIS, (j)/(k) ours (Res2NetFuse_1 of seed `seed`). Panels (c)–(i) are the paper's
+# competitors: a classical re-implementation from `fusion_core.classical` is shown where one exists (labelled
+# "ours-reimpl."), otherwise a grey placeholder.
 
 # %%
-competitors = [("DCHWT", "dchwt"), ("JSR", None), ("JSRSD", None), ("DenseFuse", None), ("FusionGAN", None),
-               ("MSDNet l1", None), ("MSDNet mean", None)]
-available = set(method_names())
-fusers = {s: build_method("res2netfuse", weights=ckpt, rule=exp.STRATEGIES[s]) for s in exp.STRATEGIES}
+single = exp.shown(models, seed)["single"]
 by_stem = {p.stem: p for p in exp.test_pairs("eval")}
 for number, stem in zip((7, 8, 9), qualitative_pairs):
-    images = evaluate.crop_images(data.load_pair(by_stem[stem]), exp.settings(profile).crop)
-    row = [images.ir, images.vis]
-    titles = ["(a) IR", "(b) VIS"]
-    for (label, name), letter in zip(competitors, "cdefghi"):
-        if name in available:
-            row.append(fuse_images(build_method(name), images))
-            titles.append(f"({letter}) {label} ours-reimpl.")
-        else:
-            row.append(f"{label}\nnot reproduced:\nbaseline unavailable offline")
-            titles.append(f"({letter}) {label}")
-    for strategy, letter in zip(exp.STRATEGIES, "jk"):
-        row.append(fuse_images(fusers[strategy], images))
-        titles.append(f"({letter}) Res2NetFuse {strategy}")
-    rows = [row[:6], row[6:]]
-    fig = report.image_grid(rows, ["", ""], [], title=f"Fig. {number}: group {number - 6} ({by_stem[stem].name}, {profile} profile)",
-                            panel_titles=[titles[:6], titles[6:]], cell=2.4)
+    fig = exp.qualitative_figure(number, by_stem[stem], single, profile, device)
     io.save_figure(fig, out / f"fig{number:02d}_group{number - 6}.png", dpi=80)
     plt.close(fig)
 print("figures 7-9 written")
@@ -164,16 +137,7 @@ print("figures 7-9 written")
 # colour pairs are not stated).
 
 # %% tags=["nbval-check-output"]
-colour_pairs = data.load_split(exp.PAPER, "colour")
-rows = [[], [], []]
-for pair in colour_pairs:
-    images = evaluate.crop_images(data.load_pair(pair), exp.settings(profile).crop)
-    fused = fuse_images(fusers["l1"], images)
-    rows[0].append(images.ir)
-    rows[1].append(data.to_uint8(images.vis, images.cbcr) / 255.0)
-    rows[2].append(data.to_uint8(fused, images.cbcr) / 255.0)
-fig = report.image_grid(rows, ["(a) IR", "(b) VIS", "(c) fused"], [p.name for p in colour_pairs],
-                        title=f"Fig. 11: colour fusion on Y of YCbCr (vifb21 substitute, {profile} profile)")
+fig = exp.colour_figure(single, profile, f"Fig. 11: colour fusion on Y of YCbCr (vifb21 substitute, {profile} profile)", device)
 io.save_figure(fig, out / "fig11_color_results.png", dpi=80)
 plt.close(fig)
-print([p.stem for p in colour_pairs])
+print([p.stem for p in data.load_split(exp.PAPER, "colour")])

@@ -15,11 +15,11 @@
 # %% tags=["parameters"]
 import os
 profile = os.environ.get("FUSION_PROFILE", "eval")  # quick | eval | full
-verify = "sample"  # eval: re-fuse a fixed sample ("sample") or everything ("all")
-seeds = [0, 1, 2]  # Res2NetFuse_1 trainings (mean ± std over these)
-many_seeds = [0]  # R2N_many trainings (one: 66 CPU minutes each)
-qualitative_pairs = ["02", "05", "07"]  # Figs 7-9: which TNO-20 pairs (not stated in the paper)
-fig5_pairs = 4  # Fig. 5: the first N test pairs
+verify = "sample"  # eval: re-fuse a fixed sample ("sample") or every pair ("all")
+seed = 0  # the model shown in single-model figures
+repeats = None  # trainings per variant (None: every committed one: seeds 0, 1, 2 of single, 0 of many)
+device = "cpu"  # "cuda" on a GPU
+threads = 1  # torch CPU threads (1 keeps a shared 2-core CPU from thrashing)
 
 # %% [markdown]
 # # 02a — Res2NetFuse Table II: one training image vs many, × fusion strategy
@@ -36,33 +36,31 @@ fig5_pairs = 4  # Fig. 5: the first N test pairs
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import pandas as pd
 import torch
 
-from fusion_core import checks, data, evaluate, io, report
-from fusion_core.fuse import fuse_images
-from fusion_core.methods import build_method, method_names
+from fusion_core import checks, data, io, report
 from fusion_core.papers.res2netfuse import experiment as exp
+from fusion_core.papers.res2netfuse import train
 
-torch.set_num_threads(max(1, torch.get_num_threads()))
+torch.set_num_threads(threads)
 out = report.results_dir(exp.PAPER, profile)
-seed = seeds[0]  # the model shown in single-model figures
-seeds_by_model = {"Res2NetFuse_1": seeds, "Res2NetFuse_80000": many_seeds}
-run_profile = {"profile": profile, "seeds": seeds_by_model, "device": "cpu", "test": "tno40 01-20 (TNO-20 substitute)"}
+models = train.ensure_models(profile, repeats=repeats, device=device)
+run = exp.profile_line(profile, models, device)
 print("substitutes:")
 for s in exp.SUBSTITUTES:
     print(" -", s)
 
 # %% tags=["nbval-check-output"]
-raw, verification = exp.raw_results(list(exp.MODELS), seeds_by_model, profile, out, verify)
-runs = exp.per_run_means(raw, "II")
+result = exp.raw_results(models, profile, out, verify, device)
+runs = exp.per_run_means(result.rows, "II")
 reported = report.load_reported(exp.PAPER)
 table2 = report.side_by_side(reported[reported["table"] == "II"], report.summarise(runs))
 report.write_table(table2, out, "table2_training_strategy_fusion",
-                   "Table II: training data x strategy (ours: tno40 01-20; Res2NetFuse_80000 = R2N_many substitute)", run_profile)
-if len(verification):
-    report.write_table(verification, out, "table2_verification", "Eval profile: re-fused pairs vs committed raw results", run_profile)
-    print("re-fused pairs within tolerance:", int(verification["ok"].sum()), "/", len(verification))
+                   "Table II: training data x strategy (ours: tno40 01-20; Res2NetFuse_80000 = R2N_many substitute)", run)
+if len(result.checks):
+    report.write_table(result.checks, out, "table2_verification", "Eval profile: re-fused pairs vs committed raw results", run)
+    print("re-fused values within tolerance:", int(result.checks["ok"].sum()), "/", len(result.checks))
+print("raw files missing:", result.missing or "none")
 ours = table2.dropna(subset=["ours_mean"]).pivot(index="method", columns="metric", values="ours_mean")
 print(checks.structure(table2.dropna(subset=["ours_mean"]), ["method"], "ours_mean"))
 
@@ -73,18 +71,9 @@ print(ours[exp.METRICS + exp.EXTRA_METRICS].round(3).to_string())
 # ### Does the paper's strategy pattern hold for our models?
 
 # %%
-pattern = {"EN": "l1", "MI": "l1", "Qabf": "l1", "FMI_w": "l1", "SSIM": "mean", "FMI_dct": "mean", "SCD": "mean", "MEF_SSIM": "mean"}
-rows = []
-for model in exp.MODELS:
-    for metric, winner in pattern.items():
-        l1 = ours.loc[f"{model}/l1", metric]
-        mean = ours.loc[f"{model}/mean", metric]
-        ours_winner = "l1" if l1 > mean else "mean"
-        rows.append({"model": model, "metric": metric, "paper_winner": winner, "ours_winner": ours_winner,
-                     "holds": ours_winner == winner})
-check = pd.DataFrame(rows)
-report.write_table(check, out, "table2_strategy_pattern", "Strategy pattern of the paper (l1 vs mean) in our runs", run_profile)
-signs = [exp.strategy_signs(table2, model) for model in exp.MODELS]
+check = exp.strategy_pattern(table2)
+report.write_table(check, out, "table2_strategy_pattern", "Strategy pattern of the paper (l1 vs mean) in our runs", run)
+signs = [exp.strategy_signs(table2, model) for model in exp.ROW_LABELS.values()]
 total, agree = sum(s[0] for s in signs), sum(s[1] for s in signs)
 mine = table2[table2["method"].str.startswith("Res2NetFuse")]
 report.write_fidelity(out, report.fidelity(mine, exp.SUBSTITUTES, (total, agree)), part="02a_res2netfuse_table2")

@@ -15,11 +15,11 @@
 # %% tags=["parameters"]
 import os
 profile = os.environ.get("FUSION_PROFILE", "eval")  # quick | eval | full
-verify = "sample"  # eval: re-fuse a fixed sample ("sample") or everything ("all")
-seeds = [0, 1, 2]  # Res2NetFuse_1 trainings (mean ± std over these)
-many_seeds = [0]  # R2N_many trainings (one: 66 CPU minutes each)
-qualitative_pairs = ["02", "05", "07"]  # Figs 7-9: which TNO-20 pairs (not stated in the paper)
-fig5_pairs = 4  # Fig. 5: the first N test pairs
+verify = "sample"  # eval: re-fuse a fixed sample ("sample") or every pair ("all")
+seed = 0  # the model shown in single-model figures
+repeats = None  # trainings per variant (None: every committed one: seeds 0, 1, 2 of single, 0 of many)
+device = "cpu"  # "cuda" on a GPU
+threads = 1  # torch CPU threads (1 keeps a shared 2-core CPU from thrashing)
 
 # %% [markdown]
 # # 02b — Res2NetFuse Table III: reconstruction quality of the auto-encoder
@@ -35,33 +35,26 @@ fig5_pairs = 4  # Fig. 5: the first N test pairs
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import pandas as pd
 import torch
 
-from fusion_core import checks, data, evaluate, io, report
-from fusion_core.fuse import fuse_images
-from fusion_core.methods import build_method, method_names
+from fusion_core import checks, data, io, report
 from fusion_core.papers.res2netfuse import experiment as exp
+from fusion_core.papers.res2netfuse import train
 
-torch.set_num_threads(max(1, torch.get_num_threads()))
+torch.set_num_threads(threads)
 out = report.results_dir(exp.PAPER, profile)
-seed = seeds[0]  # the model shown in single-model figures
-seeds_by_model = {"Res2NetFuse_1": seeds, "Res2NetFuse_80000": many_seeds}
-run_profile = {"profile": profile, "seeds": seeds_by_model, "device": "cpu", "test": "tno40 01-20 (TNO-20 substitute)"}
+models = train.ensure_models(profile, repeats=repeats, device=device)
+run = exp.profile_line(profile, models, device)
 print("substitutes:")
 for s in exp.SUBSTITUTES:
     print(" -", s)
 
 # %% tags=["nbval-check-output"]
-recon, verification = exp.recon_raw(list(exp.MODELS), seeds_by_model, profile, out, verify)
-names = {"Res2NetFuse_1": "Res2NetFuseRecons_1", "Res2NetFuse_80000": "Res2NetFuseRecons_80000"}
-runs = (recon.groupby(["model", "seed"])[["SSIM", "PSNR", "MSE"]].mean().reset_index()
-        .melt(id_vars=["model", "seed"], var_name="metric").assign(table="III", dataset="COCO-20"))
-runs["method"] = runs["model"].map(names)
+recon, verification = exp.recon_raw(models, profile, out, verify)
 reported = report.load_reported(exp.PAPER)
-table3 = report.side_by_side(reported[reported["table"] == "III"], report.summarise(runs))
+table3 = report.side_by_side(reported[reported["table"] == "III"], report.summarise(exp.recon_runs(recon)))
 report.write_table(table3, out, "table3_reconstruction",
-                   "Table III: reconstruction of 20 held-out images (ours: flir_test40 VIS 01-20; R2N_many for 80000)", run_profile)
+                   "Table III: reconstruction of 20 held-out images (ours: flir_test40 VIS 01-20; R2N_many for 80000)", run)
 if len(verification):
     print("re-computed images within tolerance:", int(verification["ok"].sum()), "/", len(verification))
 ours = table3.dropna(subset=["ours_mean"]).pivot(index="method", columns="metric", values="ours_mean")
@@ -78,10 +71,10 @@ print(ours.round(3).to_string())
 # the fidelity summary.
 
 # %% tags=["nbval-check-output"]
-plain, _ = exp.recon_raw(list(exp.MODELS), seeds_by_model, profile, out, verify, postprocess_mode="clip_round")
-extra = plain.groupby("model")[["SSIM", "PSNR", "MSE"]].mean().reset_index()
+plain, _ = exp.recon_raw(models, profile, out, verify, postprocess_mode="clip_round")
+extra = plain.groupby("model")[exp.RECON_METRICS].mean().reset_index()
 report.write_table(extra, out, "table3_reconstruction_clip_round",
-                   "Extra (ours, not in paper): Table III reconstructions clipped and rounded instead of min-max stretched", run_profile)
+                   "Extra (ours, not in paper): Table III reconstructions clipped and rounded instead of min-max stretched", run)
 print(checks.structure(extra.melt(id_vars="model", var_name="metric"), ["model"], "value"))
 
 # %%
@@ -97,17 +90,7 @@ report.write_fidelity(out, report.fidelity(mine, exp.SUBSTITUTES, (total, agree)
 print("sign cells", total, "agree", agree)
 
 # %%
-from fusion_core.papers.res2netfuse.model import load_checkpoint, postprocess
-nets = {m: load_checkpoint(exp.checkpoint_path(m, seed, profile)) for m in exp.MODELS}
-shown = data.load_split(exp.PAPER, "recon_test")[:3]
-rows = []
-for pair in shown:
-    image = data.read_grey(pair.vis)
-    crop = exp.settings(profile).crop
-    image = image if crop is None else image[..., :crop[0], :crop[1]]
-    with torch.no_grad():
-        rows.append([image] + [postprocess(net(image * 255.0)) for net in nets.values()])
-fig = report.image_grid(rows, [p.name for p in shown], ["input", "Res2NetFuse_1", "R2N_many (80000 substitute)"],
-                        title=f"Table III examples: input and reconstructions ({profile} profile)")
+fig = exp.recon_examples_figure(exp.shown(models, seed), profile,
+                                f"Table III examples: input and reconstructions ({profile} profile)")
 io.save_figure(fig, out / "fig_table3_recon_examples.png", dpi=80)
 plt.close(fig)

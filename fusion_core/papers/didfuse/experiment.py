@@ -73,6 +73,15 @@ SUBSTITUTES = [
 ]
 
 
+TRAINING_LABELS = {"reduced": "reduced CPU training", "paper": "paper-protocol training",
+                   "quick": "quick smoke training"}  # how the captions name each protocol's models
+
+
+def training_label(profile: str, protocol: str | None = None) -> str:
+    """How the models a run evaluates were trained, as the table and figure captions say it."""
+    return TRAINING_LABELS[plan(profile, protocol).protocol]
+
+
 def substitutes(profile: str, protocol: str | None = None) -> list[str]:
     """What stands in for the paper in a run: :data:`SUBSTITUTES` with the line about the training protocol."""
     first = {"reduced": REDUCED_TRAINING,
@@ -110,6 +119,41 @@ def raw_results(sources: Sequence[engine.Source], roles: Sequence[str], rules: S
     return engine.collect(sources, [data_set(role, profile) for role in roles], rules, metrics=METRICS,
                           convention=CONVENTION, out=out, compute=computing, verify=None if computing else verify,
                           log=log)
+
+
+def merge(results: Sequence[engine.RawResults]) -> engine.RawResults:
+    """Several :func:`raw_results` calls as one: rows, verification rows and missing files, in call order."""
+    rows = [r.rows for r in results if len(r.rows)]
+    checks = [r.checks for r in results if len(r.checks)]
+    return engine.RawResults(pd.concat(rows, ignore_index=True) if rows else results[0].rows,
+                             pd.concat(checks, ignore_index=True) if checks else results[0].checks,
+                             [path for r in results for path in r.missing])
+
+
+def table5_raw(models: Sequence[TrainedModel], profile: str, out: Path, verify: str | None = "sample",
+               seed: int = 0, device: str = "cpu") -> engine.RawResults:
+    """Table V's rows on the test sets: every base model with sal+cam, the model of ``seed`` with ``sum`` (the
+    authors' code rule), the released weights with both, the released images and the classical baselines."""
+    ours = model_sources(models, device)
+    references = reference_sources(device)
+    return merge([
+        raw_results(ours, list(TEST_SETS), [PAPER_RULE], profile, out, verify),
+        raw_results([s for s, m in zip(ours, models) if m.seed == seed], list(TEST_SETS), ["sum"], profile, out, verify),
+        raw_results(references["released"], list(TEST_SETS), ["sum", PAPER_RULE], profile, out, verify),
+        raw_results(references["rule-less"], list(TEST_SETS), [None], profile, out, verify)])
+
+
+def write_verification(result: engine.RawResults, out: Path, name: str, run: dict) -> str:
+    """Write ``<name>_verification`` (eval: re-fused values vs the committed raw rows) when anything was
+    re-fused; returns the portable line a notebook prints (counts only, no metric digits)."""
+    from ...report import write_table
+
+    line = f"raw files missing: {', '.join(result.missing) or 'none'}"
+    if not len(result.checks):
+        return line
+    write_table(result.checks, out, f"{name}_verification",
+                "Eval profile: re-fused pairs vs committed raw results (max relative difference per pair and rule)", run)
+    return f"re-fused values within tolerance: {int(result.checks['ok'].sum())} / {len(result.checks)}; {line}"
 
 
 # --------------------------------------------------------------------------- tables
@@ -221,6 +265,42 @@ def table3(raw: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def wide3(table: pd.DataFrame) -> pd.DataFrame:
+    """Table III in the paper's layout: one row per metric, the six rules as columns (``mean ± std`` over our
+    trainings), and ``ours_best``: the rule with the largest mean per metric."""
+    rules = list(TABLE3_RULES)
+    cells = table.assign(ours=[f"{m:.3f} ± {s:.3f}" if pd.notna(m) else ""
+                               for m, s in zip(table["ours_mean"], table["ours_std"])])
+    wide = cells.pivot_table(index=["metric"], columns=["method"], values="ours", aggfunc="first").reindex(METRICS)[rules]
+    best = table3_means(table)
+    wide["ours_best"] = best[rules].idxmax(axis=1) if len(best) else ""
+    return wide.reset_index()
+
+
+def table3_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Our mean per metric (rows) and rule (columns) on the val proxy (one scene: both carry the same values)."""
+    one_scene = table[table["dataset"] == VAL_SCENES[0]]
+    return one_scene.pivot_table(index="metric", columns="method", values="ours_mean").reindex(METRICS)
+
+
+def claims3(table: pd.DataFrame) -> pd.DataFrame:
+    """Table III's claims checked on our means: ``X+cam > X`` (SD, SF, VIF, AG, per spatial rule X) and
+    ``sal ≥ l1 ≥ ave`` (every metric, without and with CAM)."""
+    val = table3_means(table)
+    claims = []
+    for spatial in ("ave", "l1", "sal"):
+        for metric in ("SD", "SF", "VIF", "AG"):
+            claims.append({"claim": f"{spatial}+cam > {spatial}", "metric": metric,
+                           "holds": bool(val.at[metric, f"{spatial}+cam"] > val.at[metric, spatial])})
+    for cam in ("", "+cam"):
+        for metric in METRICS:
+            claims.append({"claim": f"sal{cam} >= l1{cam}", "metric": metric,
+                           "holds": bool(val.at[metric, f"sal{cam}"] >= val.at[metric, f"l1{cam}"])})
+            claims.append({"claim": f"l1{cam} >= ave{cam}", "metric": metric,
+                           "holds": bool(val.at[metric, f"l1{cam}"] >= val.at[metric, f"ave{cam}"])})
+    return pd.DataFrame(claims)
+
+
 def table4(raw: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
     """Table IV: per experiment K, "Ours" (base models, sal+cam) vs "Test" (ablation K) on the val proxy."""
     from ...report import side_by_side
@@ -238,6 +318,13 @@ def table4(raw: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
     table = pd.concat(tables, ignore_index=True)
     table["ours_data"] = "val proxy (15 tno_scenes pairs), same values for both scenes"
     return table
+
+
+def wide4(table: pd.DataFrame) -> pd.DataFrame:
+    """Table IV, ours only: one row per metric, columns ``exp<K>_ours`` / ``exp<K>_test`` (our means)."""
+    ours = table[table["dataset"] == VAL_SCENES[0]].pivot_table(index="metric", columns="method",
+                                                                values="ours_mean").reindex(METRICS)
+    return ours[[f"{e}_{side}" for e in ABLATIONS for side in ("ours", "test") if f"{e}_{side}" in ours]].reset_index()
 
 
 def larger_counts(table: pd.DataFrame) -> pd.DataFrame:
@@ -341,6 +428,56 @@ def decomposition_gaps(model: DIDFuse, pairs: Sequence[data.Pair], profile: str)
                      "base_gap": float((ir.base - vis.base).abs().mean()),
                      "detail_gap": float((ir.detail - vis.detail).abs().mean())})
     return pd.DataFrame(rows)
+
+
+def by_name(roles: Sequence[str] = tuple(TEST_SETS)) -> dict[str, data.Pair]:
+    """The pairs of the split ``roles`` by name (``tno40/01``), for figures that name their pairs."""
+    return {p.name: p for role in roles for p in data.load_split(PAPER, role)}
+
+
+def decomposition_figure(model: DIDFuse, names: Sequence[str], profile: str, title: str):
+    """Fig. 4: per pair, IR, VIS and channel 0 of B_I, D_I, B_V, D_V, each map min–max scaled to [0, 1]
+    (order [IR, VIS, B_I, D_I, B_V, D_V]: an assumption, the paper's order is ambiguous)."""
+    from ...report import image_grid
+
+    def scale(t: torch.Tensor) -> torch.Tensor:
+        return (t - t.min()) / (t.max() - t.min() + 1e-12)
+
+    pairs, rows = by_name(), []
+    for name in names:
+        images = load_images(pairs[name], profile)
+        with torch.no_grad():
+            ir, vis = model.encoder(images.ir), model.encoder(images.vis)
+        rows.append([images.ir, images.vis] + [scale(f[:, :1]) for f in (ir.base, ir.detail, vis.base, vis.detail)])
+    return image_grid(rows, list(names), ["IR", "VIS", "B_I (ch 0)", "D_I (ch 0)", "B_V (ch 0)", "D_V (ch 0)"],
+                      cell=2.8, title=title)
+
+
+def gap_pairs(profile: str, per_set: int) -> list[data.Pair]:
+    """Fig. 4 companion: the first ``per_set`` pairs of each test set (as the profile evaluates them)."""
+    return [p for role in TEST_SETS for p in data_set(role, profile).pairs[:per_set]]
+
+
+def qualitative_figure(model: TrainedModel, names: Sequence[str], profile: str, boxes: list, title: str,
+                       device: str = "cpu"):
+    """Fig. 5: rows IR, VIS, the authors' released images, our ``model`` with sal+cam, TSIFVS (our ``tif``);
+    one column per pair; ``boxes`` (per column) marked and enlarged in the panel corners."""
+    from ...report import image_grid, zoom_boxes
+
+    columns = [(src.released_images_source(), None), (src.model_source(model, device), PAPER_RULE),
+               (src.baseline_source("tif", device), None)]
+    pairs, rows = by_name(), [[], [], [], [], []]
+    for name in names:
+        images = load_images(pairs[name], profile)
+        rows[0].append(images.ir)
+        rows[1].append(images.vis)
+        for row, (source, rule) in zip(rows[2:], columns):
+            row.append(source.fuse(images, [rule])[rule])
+    fig = image_grid(rows, ["IR", "VIS", "DIDFuse-IJCAI\n(released images)",
+                            f"DIDFuse ours\n(seed {model.seed}, {PAPER_RULE})", "TSIFVS\n(ours-reimpl. tif)"],
+                     list(names), cell=2.6, title=title)
+    zoom_boxes(fig, boxes)
+    return fig
 
 
 def profile_line(profile: str, models: Sequence[TrainedModel], device: str, protocol: str | None = None) -> dict:

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from ... import data, engine
+from ...evaluate import crop_images
 from ...io import write_csv
 from ...train import TrainedModel
 
@@ -86,6 +87,25 @@ def raw_results(models: Sequence[TrainedModel], profile: str, out: Path, verify:
     return result
 
 
+def profile_line(profile: str, models: Sequence[TrainedModel], device: str) -> dict:
+    """The run description each table carries: profile, N per variant, the device the run used, protocol, data."""
+    counts: dict[str, int] = {}
+    for m in models:
+        counts[m.variant] = counts.get(m.variant, 0) + 1
+    protocols = sorted({m.protocol for m in models})
+    return {"profile": profile, "trainings": "; ".join(f"{k} n={v}" for k, v in counts.items()) or "none",
+            "device": device, "protocol": ", ".join(protocols) or "none",
+            "test": "tno40 01-20 (TNO-20 substitute)" + (" (2 pairs, 128x128 crops)" if profile == "quick" else "")}
+
+
+def shown(models: Sequence[TrainedModel], seed: int) -> dict[str, TrainedModel]:
+    """The model of each variant that single-model figures show: seed ``seed``, else the variant's lowest seed."""
+    chosen: dict[str, TrainedModel] = {}
+    for model in sorted(models, key=lambda m: (m.seed != seed, m.seed)):
+        chosen.setdefault(model.variant, model)
+    return {v: chosen[v] for v in ROW_LABELS if v in chosen}
+
+
 def per_run_means(raw: pd.DataFrame, table: str, dataset: str = "TNO-20", model_names=None) -> pd.DataFrame:
     """Long form (table, dataset, method, metric, value) with one value per seed: the mean over images."""
     metrics = [m for m in METRICS + EXTRA_METRICS if m in raw.columns]
@@ -102,6 +122,23 @@ def strategy_signs(table: pd.DataFrame, model: str) -> tuple[int, int]:
 
     renamed = table[table["method"].str.startswith(model + "/")]
     return sign_agreement(renamed, f"{model}/l1", [f"{model}/mean"])
+
+
+PATTERN = {"EN": "l1", "MI": "l1", "Qabf": "l1", "FMI_w": "l1",
+           "SSIM": "mean", "FMI_dct": "mean", "SCD": "mean", "MEF_SSIM": "mean"}  # Table II: the rule that wins
+
+
+def strategy_pattern(table: pd.DataFrame) -> pd.DataFrame:
+    """Table II's pattern on our means: per model row and metric, the paper's winning rule (:data:`PATTERN`),
+    ours, and whether they agree."""
+    ours = table.dropna(subset=["ours_mean"]).pivot(index="method", columns="metric", values="ours_mean")
+    rows = []
+    for model in ROW_LABELS.values():
+        for metric, winner in PATTERN.items():
+            ours_winner = "l1" if ours.loc[f"{model}/l1", metric] > ours.loc[f"{model}/mean", metric] else "mean"
+            rows.append({"model": model, "metric": metric, "paper_winner": winner, "ours_winner": ours_winner,
+                         "holds": ours_winner == winner})
+    return pd.DataFrame(rows)
 
 
 def architecture_table(model: torch.nn.Module | None = None) -> pd.DataFrame:
@@ -188,3 +225,98 @@ def recon_raw(models: Sequence[TrainedModel], profile: str, out: Path, verify: s
             write_csv(path, stored)
         frames.append(stored)
     return pd.concat(frames, ignore_index=True), pd.DataFrame(checks, columns=engine.CHECK_COLUMNS)
+
+
+RECON_ROWS = {"Res2NetFuse_1": "Res2NetFuseRecons_1", "Res2NetFuse_80000": "Res2NetFuseRecons_80000"}  # Table III
+
+
+def recon_runs(recon: pd.DataFrame) -> pd.DataFrame:
+    """Table III long form: one value per (row, seed, metric), the mean over the images."""
+    runs = (recon.groupby(["model", "seed"])[RECON_METRICS].mean().reset_index()
+            .melt(id_vars=["model", "seed"], var_name="metric").assign(table="III", dataset="COCO-20"))
+    runs["method"] = runs["model"].map(RECON_ROWS)
+    return runs
+
+
+# --------------------------------------------------------------------------- figures
+
+COMPETITORS = [("DCHWT", "dchwt"), ("JSR", None), ("JSRSD", None), ("DenseFuse", None), ("FusionGAN", None),
+               ("MSDNet l1", None), ("MSDNet mean", None)]  # Figs 7-9 panels (c)-(i): our re-implementation or None
+
+
+def plot_losses(histories: dict[int, pd.DataFrame], title: str):
+    """Fig. 6: L_pixel, L_ssim and their sum per iteration (log scale), one line per seed; the dashed line at
+    iteration 200 is where the paper calls the single-image model stable."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, key, label in zip(axes, ["pixel", "ssim", "total"], ["(a) L_pixel", "(b) L_ssim", "(c) total"]):
+        for seed, history in histories.items():
+            ax.plot(history["epoch"], history[key], lw=0.7, alpha=0.8, label=f"seed {seed}")
+        ax.axvline(200, ls="--", c="0.5")
+        ax.set_yscale("log"), ax.set_xlabel("iteration"), ax.set_title(label)
+    axes[-1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _fuse(source: engine.Source, images: data.PairImages, rule: str) -> torch.Tensor:
+    return source.fuse(images, [rule])[rule]
+
+
+def qualitative_figure(number: int, pair: data.Pair, model: TrainedModel, profile: str, device: str = "cpu"):
+    """Figs 7-9: (a) IR, (b) VIS, (c)-(i) the paper's competitors (our classical re-implementation where one
+    exists, labelled "ours-reimpl.", else a grey placeholder), (j)/(k) ``model`` with l1 and mean."""
+    from ...fuse import fuse_images
+    from ...methods import build_method, method_names
+    from ...report import image_grid
+
+    available, source = set(method_names()), sources([model], device)[0]
+    images = crop_images(data.load_pair(pair), crop(profile))
+    row, titles = [images.ir, images.vis], ["(a) IR", "(b) VIS"]
+    for (label, name), letter in zip(COMPETITORS, "cdefghi"):
+        if name in available:
+            row.append(fuse_images(build_method(name), images))
+            titles.append(f"({letter}) {label} ours-reimpl.")
+        else:
+            row.append(f"{label}\nnot reproduced:\nbaseline unavailable offline")
+            titles.append(f"({letter}) {label}")
+    for (label, rule), letter in zip(RULES.items(), "jk"):
+        row.append(_fuse(source, images, rule))
+        titles.append(f"({letter}) Res2NetFuse {label}")
+    return image_grid([row[:6], row[6:]], ["", ""], [], cell=2.4, panel_titles=[titles[:6], titles[6:]],
+                      title=f"Fig. {number}: group {number - 6} ({pair.name}, {profile} profile)")
+
+
+def colour_figure(model: TrainedModel, profile: str, title: str, device: str = "cpu"):
+    """Fig. 11: VIS to YCbCr (the code; the paper says YUV), Y fused with IR by ``model`` (l1), CbCr re-attached;
+    rows IR, VIS, fused; the pairs of ``splits/colour.txt``."""
+    from ...report import image_grid
+
+    source, pairs = sources([model], device)[0], data.load_split(PAPER, "colour")
+    rows: list[list] = [[], [], []]
+    for pair in pairs:
+        images = crop_images(data.load_pair(pair), crop(profile))
+        rows[0].append(images.ir)
+        rows[1].append(data.to_uint8(images.vis, images.cbcr) / 255.0)
+        rows[2].append(data.to_uint8(_fuse(source, images, RULES["l1"]), images.cbcr) / 255.0)
+    return image_grid(rows, ["(a) IR", "(b) VIS", "(c) fused"], [p.name for p in pairs], title=title)
+
+
+def recon_examples_figure(models: dict[str, TrainedModel], profile: str, title: str, count: int = 3):
+    """Table III examples: the first ``count`` held-out images and each model's reconstruction (the code's
+    post-processing)."""
+    from ...report import image_grid
+    from .model import load_checkpoint, postprocess
+
+    nets = [load_checkpoint(m.path) for m in models.values()]
+    window, rows = crop(profile), []
+    shown_images = data.load_split(PAPER, "recon_test")[:count]
+    for pair in shown_images:
+        image = data.read_grey(pair.vis)
+        image = image if window is None else image[..., :window[0], :window[1]]
+        with torch.no_grad():
+            rows.append([image] + [postprocess(net(image * 255.0)) for net in nets])
+    labels = {"single": "Res2NetFuse_1", "many": "R2N_many (80000 substitute)"}
+    return image_grid(rows, [p.name for p in shown_images], ["input", *(labels[v] for v in models)], title=title)
