@@ -1,8 +1,8 @@
 """``score(fused, ir, vis, metrics, convention)``: images in, one value per image and column out.
 
 Images are tensors N×C×H×W (C = 1 or 3) or arrays H×W / H×W×3, in [0, 1]. They become float64 grey-level
-planes (0..255) following the convention (quantisation, grey conversion or per-channel evaluation),
-each column's metric runs batched on them, and per-channel values are averaged.
+planes (0..255) following the convention (quantisation, grey conversion or per-channel evaluation), once
+per call and colour mode; each column's metric runs batched on them, and per-channel values are averaged.
 """
 from __future__ import annotations
 
@@ -35,23 +35,55 @@ def _levels(t: torch.Tensor | None, quantize: bool) -> torch.Tensor | None:
     return t.clamp_(0, 255).add_(0.5).floor_() if quantize else t
 
 
-def _grey(t: torch.Tensor, quantize: bool) -> torch.Tensor:
-    return rgb2gray(t, rounded=quantize) if t.shape[1] == 3 else t
+def _grey_keeps_equal_levels() -> bool:
+    """Whether MATLAB ``rgb2gray`` (uint8 path) maps every grey level v = R = G = B to v itself on this CPU
+    (checked on all 256 levels: the coefficients sum to 1 − 1e-15 and the result is rounded)."""
+    v = torch.arange(256, dtype=torch.float64).view(1, 1, 1, -1)
+    return bool(torch.equal(rgb2gray(v.expand(1, 3, 1, -1), rounded=True), v))
 
 
-def _planes(fused, ir, vis, colour: str, quantize: bool):
-    """(fused, ir, vis) as (N·C)×H×W planes for the colour mode; C = the number of fused channels used."""
+_GREY_KEEPS_EQUAL_LEVELS = _grey_keeps_equal_levels()
+
+
+def _equal_channels(t: torch.Tensor) -> bool:
+    return t.shape[1] == 3 and torch.equal(t[:, 0], t[:, 1]) and torch.equal(t[:, 1], t[:, 2])
+
+
+def _grey_levels(t: torch.Tensor, quantize: bool, levels: dict) -> torch.Tensor:
+    """The grey plane of an image in [0, 1] (N×1×H×W): its levels, through ``rgb2gray`` if in colour.
+
+    A grey image stored as RGB (three equal channels: most IVIF sets) gives its one channel's levels, the same
+    values (see :func:`_grey_keeps_equal_levels`) at a third of the work; ``levels`` caches the full levels."""
+    if t.shape[1] == 3 and quantize and _GREY_KEEPS_EQUAL_LEVELS and _equal_channels(t):
+        return _levels(t[:, :1], quantize)
+    if id(t) not in levels:
+        levels[id(t)] = _levels(t, quantize)
+    x = levels[id(t)]
+    return rgb2gray(x, rounded=quantize) if x.shape[1] == 3 else x
+
+
+def _planes(fused, ir, vis, colour: str, quantize: bool, levels: dict | None = None):
+    """(fused, ir, vis) as (N·C)×H×W planes for the colour mode; C = the number of fused channels used.
+
+    Inputs are in [0, 1]; ``levels`` caches each image's grey levels (×255, rounded if ``quantize``) between
+    colour modes."""
+    levels = {} if levels is None else levels
     channels = fused.shape[1]
     if colour == "grey" or channels == 1:
-        f, a, b = (_grey(x, quantize) if x is not None else None for x in (fused, ir, vis))
+        f, a, b = (_grey_levels(x, quantize, levels) if x is not None else None for x in (fused, ir, vis))
         return f[:, 0], (a[:, 0] if a is not None else None), (b[:, 0] if b is not None else None), 1
     if colour not in ("per_channel", "side_by_side"):
         raise ValueError(f"unknown colour handling {colour!r}")
 
     def match(x):
-        return None if x is None else (x if x.shape[1] == 3 else x.expand(-1, 3, -1, -1))
+        if x is None:
+            return None
+        if id(x) not in levels:
+            levels[id(x)] = _levels(x, quantize)
+        x = levels[id(x)]
+        return x if x.shape[1] == 3 else x.expand(-1, 3, -1, -1)
 
-    f, a, b = fused, match(ir), match(vis)
+    f, a, b = match(fused), match(ir), match(vis)
     if colour == "side_by_side":  # MATLAB indexes an m×n×3 array as m×3n (channels side by side)
         cat = lambda x: None if x is None else torch.cat(x.unbind(1), dim=-1)  # noqa: E731
         return cat(f), cat(a), cat(b), 1
@@ -59,19 +91,20 @@ def _planes(fused, ir, vis, colour: str, quantize: bool):
     return flat(f), flat(a), flat(b), 3
 
 
-def score_column(column: Column, fused, ir, vis, convention: Convention, planes: dict | None = None) -> torch.Tensor:
-    """One column for a batch: N values (float64, on the images' device).
+def score_column(column: Column, fused, ir, vis, convention: Convention, planes: dict | None = None,
+                 levels: dict | None = None) -> torch.Tensor:
+    """One column for a batch of N×C×H×W images in [0, 1]: N values (float64, on the images' device).
 
-    ``planes``: a cache colour mode → planes shared by the columns of one call, so that the grey conversion
-    runs once per image, not once per column (the metrics do not modify their inputs)."""
+    ``planes`` (colour mode → planes) and ``levels`` (image → grey levels) are caches shared by the columns of
+    one call, so that quantisation and grey conversion run once per image, not once per column (the metrics
+    do not modify their inputs)."""
     record = METRICS[column.metric]
     if record.needs_sources and (ir is None or vis is None):
         raise ValueError(f"metric '{column.metric}' needs the source images ir and vis")
     colour = column.colour or convention.colour
-    if planes is None:
-        planes = {}
+    planes = {} if planes is None else planes
     if colour not in planes:
-        planes[colour] = _planes(fused, ir, vis, colour, convention.quantize)
+        planes[colour] = _planes(fused, ir, vis, colour, convention.quantize, levels)
     f, a, b, c = planes[colour]
     values = record.fn(f, a, b, **{**record.defaults, **column.options})
     return values.reshape(-1, c).mean(dim=1)
@@ -99,15 +132,14 @@ def score(fused, ir=None, vis=None, metrics: Iterable[str] | None = None, conven
     for name, t in (("ir", a), ("vis", b)):
         if t is not None and (t.shape[0] != f.shape[0] or t.shape[-2:] != f.shape[-2:]):
             raise ValueError(f"{name}: shape {tuple(t.shape)} does not match fused {tuple(f.shape)}")
-    f, a, b = (_levels(x, conv.quantize) for x in (f, a, b))
     names = list(metrics) if metrics is not None else list(conv.default_columns)
     overrides = dict(options or {})
     if mi_matlab_bug is not None:
         overrides["MI"] = {**overrides.get("MI", {}), "matlab_bug": mi_matlab_bug}
-    out, planes = {}, {}
+    out, planes, levels = {}, {}, {}
     for name in names:
         column = conv.column(name)
         if name in overrides:
             column = Column(column.metric, {**column.options, **overrides[name]}, column.colour)
-        out[name] = score_column(column, f, a, b, conv, planes).cpu()
+        out[name] = score_column(column, f, a, b, conv, planes, levels).cpu()
     return out
