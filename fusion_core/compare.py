@@ -43,11 +43,10 @@ RANK_DIGITS = 10  # significant digits of the means that decide a rank (summary)
 
 @dataclass(frozen=True)
 class Job:
-    """One method's share of a run: its source, the rules it runs with, and the pairs the grid shows."""
+    """One method's share of a run: its source and the rules it runs with (``(None,)`` without rules)."""
 
     source: engine.Source
     rules: tuple[str | None, ...]
-    grid: tuple[data.Pair, ...]
 
     @property
     def label(self) -> str:
@@ -64,6 +63,7 @@ class Plan:
     directions: dict[str, str]  # metric → "higher" | "lower" is better
     convention: str
     out: Path
+    grid: tuple[data.Pair, ...]  # the rows of the grid figure
 
 
 # --------------------------------------------------------------------------- parsing and checking
@@ -161,9 +161,9 @@ def make_plan(methods: Sequence[str], dataset: str, convention: str, out: str | 
                              f"{', '.join(info.rules)}")
         wanted = rules.get(method) or info.rules[:1]  # a learned method's default rule comes first
         source = engine.method_source(method, rules=wanted or None, device=device)  # classical + rule: ValueError
-        jobs.append(Job(source, tuple(source.wanted(list(wanted) or [None])), shown))
+        jobs.append(Job(source, tuple(source.wanted(list(wanted) or [None]))))
     plan = Plan(tuple(jobs), engine.DataSet(role_name(dataset, max_pairs, crop), tuple(pairs), crop), columns,
-                directions, convention, Path(out))
+                directions, convention, Path(out), shown)
     check_existing(plan)
     return plan
 
@@ -196,9 +196,9 @@ def fused_path(out: Path, source: engine.Source, role: str, rule: str | None, st
     return out / "fused" / role / name / source.checksum / f"{stem}.png"
 
 
-def keeping_grid_images(job: Job, role: str, out: Path) -> engine.Source:
+def keeping_grid_images(job: Job, plan: Plan) -> engine.Source:
     """The job's source, writing the fused images of the grid pairs as the engine fuses them (no second fusing)."""
-    stems = {p.stem for p in job.grid}
+    stems, role, out = {p.stem for p in plan.grid}, plan.dataset.role, plan.out
     source = job.source
 
     def fuse(images: data.PairImages, rules):
@@ -214,10 +214,10 @@ def keeping_grid_images(job: Job, role: str, out: Path) -> engine.Source:
 def run_job(job: Job, plan: Plan, log: Callable[[str], None] | None = None) -> None:
     """Compute the job's raw files (complete ones untouched), then fuse any grid image still missing (a file
     complete before this run, or other grid pairs)."""
-    source = keeping_grid_images(job, plan.dataset.role, plan.out)
+    source = keeping_grid_images(job, plan)
     engine.compute(source, plan.dataset, list(job.rules), metrics=plan.metrics, convention=plan.convention,
                    out=plan.out, log=log)
-    for pair in job.grid:
+    for pair in plan.grid:
         need = [r for r in job.rules if not fused_path(plan.out, job.source, plan.dataset.role, r, pair.stem).is_file()]
         if need:
             source.fuse(plan.dataset.images(pair), need)
@@ -318,7 +318,7 @@ def grid_figure(plan: Plan):
     from .report import image_grid
 
     rows, labels = [], [job.label for job in plan.jobs]
-    for pair in plan.jobs[0].grid:
+    for pair in plan.grid:
         images = plan.dataset.images(pair)
         row = [images.ir, data.to_uint8(images.vis, images.cbcr) / 255.0]
         for job in plan.jobs:
@@ -326,7 +326,7 @@ def grid_figure(plan: Plan):
                     for rule in job.rules]
         rows.append(row)
     columns = ["ir", "vis"] + [f"{job.source.key}" + (f" ({r})" if r else "") for job in plan.jobs for r in job.rules]
-    return image_grid(rows, [pair.name for pair in plan.jobs[0].grid], columns,
+    return image_grid(rows, [pair.name for pair in plan.grid], columns,
                       title=f"{plan.dataset.role}: {', '.join(labels)}")
 
 
