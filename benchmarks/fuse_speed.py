@@ -10,7 +10,9 @@ each method's default weights and rule — what ``python -m fusion_core fuse`` r
 method runs once to warm up, then ``--repeats`` times; the median wall and process-CPU seconds are reported.
 For a learned method, ``gflop`` is what ``torch.utils.flop_counter.FlopCounterMode`` counts for one fuse
 (the convolutions; the fusion rule's element-wise work is not counted) and ``ceiling_gflops`` the rate of the
-same conv2d shapes run bare (random data, one call each, best of the repeats).
+same conv2d shapes run bare (random data, one call each), timed right after each repeat of the fuse;
+``fraction_of_ceiling`` is the median over the repeats of (bare convolutions s) / (fuse s), so that a change
+of load between the two is not read as a change of speed.
 
 ``--before REV`` also times DIDFuse as committed at git revision ``REV`` (a scratch copy of its
 ``fusion_core/``, in a subprocess, alternating with the current code in subprocesses of their own) and
@@ -66,8 +68,8 @@ def conv_shapes(fuser, images) -> list[tuple]:
     return shapes
 
 
-def ceiling(shapes, repeats: int) -> float:
-    """Seconds for bare conv2d calls of these shapes (best of ``repeats`` per shape, summed)."""
+def ceiling(shapes) -> float:
+    """Seconds for one bare conv2d call of each of these shapes (random data), summed."""
     import torch
     import torch.nn.functional as F
 
@@ -75,12 +77,9 @@ def ceiling(shapes, repeats: int) -> float:
     with torch.inference_mode():
         for x_shape, w_shape, padding, dilation in shapes:
             x, w = torch.rand(x_shape), torch.rand(w_shape)
-            best = float("inf")
-            for _ in range(repeats):
-                start = time.perf_counter()
-                F.conv2d(x, w, padding=padding, dilation=dilation)
-                best = min(best, time.perf_counter() - start)
-            total += best
+            start = time.perf_counter()
+            F.conv2d(x, w, padding=padding, dilation=dilation)
+            total += time.perf_counter() - start
     return total
 
 
@@ -101,23 +100,27 @@ def time_method(name: str, repeats: int, weights=None) -> dict:
         weights, _ = resolve_weights(name, weights)
     fuser = build_method(name, weights=weights)
     fused = fuse_images(fuser, images)  # warm-up
-    walls, cpus = [], []
+    learned = getattr(fuser, "model", None) is not None
+    shapes = conv_shapes(fuser, images) if learned else []
+    walls, cpus, ceilings = [], [], []
     for _ in range(repeats):
         wall, cpu = time.perf_counter(), time.process_time()
         fuse_images(fuser, images)
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
+        if learned:  # the peer right after each fuse, so both see the same load
+            ceilings.append(ceiling(shapes))
     row = {"method": name, "kind": kind, "s_per_pair": statistics.median(walls),
            "cpu_s_per_pair": statistics.median(cpus), "weights": str(weights or "")}
-    if getattr(fuser, "model", None) is not None:
+    if learned:
         counter = FlopCounterMode(display=False)
         with counter, torch.inference_mode():
             fuser(images.ir, images.vis)
         row["gflop"] = counter.get_total_flops() / 1e9
         row["gflops"] = row["gflop"] / row["s_per_pair"]
-        ceiling_s = ceiling(conv_shapes(fuser, images), repeats)
-        row["ceiling_gflops"] = row["gflop"] / ceiling_s
-        row["fraction_of_ceiling"] = row["gflops"] / row["ceiling_gflops"]
+        row["ceiling_gflops"] = row["gflop"] / statistics.median(ceilings)
+        # median of the per-repeat ratios: each fuse against the bare convolutions timed right after it
+        row["fraction_of_ceiling"] = statistics.median(c / w for c, w in zip(ceilings, walls))
     row["_fused"] = fused
     return row
 
@@ -130,9 +133,12 @@ def _child(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.lean_malloc:
-        from fusion_core.fuse import keep_freed_memory
-
-        keep_freed_memory()
+        try:
+            from fusion_core.fuse import keep_freed_memory
+        except ImportError:  # a tree from before the setting: the fuse command of that tree did not make it
+            pass
+        else:
+            keep_freed_memory()
     row = time_method(args.child, args.repeats, args.weights)
     from fusion_core import data
 
@@ -168,8 +174,8 @@ def before_after(args) -> list[dict]:
     subprocess.run(["tar", "x", "-C", str(scratch)], input=archive, check=True)
     rows = []
     for rounds in range(args.rounds):
-        for label, tree, lean in (("before", scratch, False), ("after", REPO, True)):
-            row = _run_child("didfuse", args, tree, scratch / f"{label}.npy", weights, lean)
+        for label, tree in (("before", scratch), ("after", REPO)):
+            row = _run_child("didfuse", args, tree, scratch / f"{label}.npy", weights)
             rows.append({**row, "method": f"didfuse ({label}: {args.before if label == 'before' else 'working tree'})",
                          "round": rounds})
     a, b = np.load(scratch / "before.npy").astype(int), np.load(scratch / "after.npy").astype(int)
