@@ -213,7 +213,7 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--verify", default="sample", choices=["sample", "all"],
                    help="eval profile: re-fuse a fixed sample of pairs, or all of them")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="extra notebook parameter (repeatable), e.g. repeats=25 or model_profile=full")
+                   help="extra notebook parameter (repeatable), e.g. repeats=25 or protocol=paper")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("verify", help="check results/MANIFEST.csv against the files on disk")

@@ -6,12 +6,13 @@ calling notebook's variables, so a notebook run with other values (papermill ``-
 ``python -m fusion_core sweep --notebook``) writes to ``build/params/<profile>/<paper>/<k>-<v>_…/``
 instead, and says so (under ``eval``, which only reads raw per-image results, its ``raw*`` folders link to
 the canonical ones); a value of the wrong type stops the run at once with one message naming the
-parameter, its default and what was given (papermill's ``-p`` passes text: ``-p seeds "[0]"`` is the
-string "[0]"; use ``-y "seeds: [0]"``).
+parameter, its default and what was given (papermill's ``-p`` passes text: ``-p qualitative_pairs "['02']"``
+is a string; use ``-y "qualitative_pairs: ['02']"``).
 
 Run knobs choose how the canonical tables are produced, which the tables record, and may take any
 valid value without leaving the canonical folder: ``profile`` (quick | eval | full), ``verify``
-(sample | all), ``threads`` (≥ 1), ``model_profile`` (None | reduced | full).
+(sample | all), ``threads`` (≥ 1), ``device`` (cpu | cuda), ``protocol`` (None | quick | reduced | paper:
+which trained checkpoints a table reads, recorded in its caption).
 
 Types come from the defaults: an int default takes an int, a float default an int or float, a string a
 string, a list a list (of the default's element type), None anything (but ``repeats``: None or an int ≥ 1).
@@ -31,7 +32,8 @@ PARAMS_ROOT = REPO_ROOT / "build" / "params"
 RUN_KNOBS = {
     "profile": ("quick", "eval", "full"),
     "verify": ("sample", "all"),
-    "model_profile": (None, "reduced", "full"),
+    "device": ("cpu", "cuda"),
+    "protocol": (None, "quick", "reduced", "paper"),
     "threads": None,  # an int ≥ 1
 }
 
@@ -159,7 +161,7 @@ def check(paper: str, values: dict) -> tuple[dict, str | None]:
 
 
 def slug(parameters: dict) -> str:
-    """``{"seeds": [0], "beta": 2}`` → ``beta-2_seeds-0``: a folder name made of the parameters (sorted)."""
+    """``{"repeats": 2, "pairs": [0, 1]}`` → ``pairs-0,1_repeats-2``: a folder name made of the parameters (sorted)."""
     parts = []
     for key in sorted(parameters):
         value = parameters[key]

@@ -316,7 +316,7 @@ def write_scoreboard(runs: list[dict] | None = None) -> Path:
 
 
 def parse_params(items: Sequence[str]) -> dict:
-    """``["repeats=25", "model_profile=full"]`` → ``{"repeats": 25, "model_profile": "full"}``.
+    """``["repeats=25", "protocol=paper"]`` → ``{"repeats": 25, "protocol": "paper"}``.
 
     Values are Python literals where they parse as one (numbers, None, lists, quoted strings), else strings.
     """

@@ -83,18 +83,18 @@ def test_guarded_notebook_cells_store_no_stderr_or_errors():
 
 
 def test_extra_notebook_parameters_parse_as_literals_or_strings():
-    assert reproduce.parse_params(["repeats=25", "model_profile=full", "seeds=[0, 1]", "x=None", "name='a b'"]) == {
-        "repeats": 25, "model_profile": "full", "seeds": [0, 1], "x": None, "name": "a b"}
+    assert reproduce.parse_params(["repeats=25", "protocol=paper", "seeds=[0, 1]", "x=None", "name='a b'"]) == {
+        "repeats": 25, "protocol": "paper", "seeds": [0, 1], "x": None, "name": "a b"}
     with pytest.raises(ValueError, match="'repeats' is not NAME=VALUE"):
         reproduce.parse_params(["repeats"])
 
 
-def test_didfuse_notebooks_expose_repeats_and_model_profile():
+def test_didfuse_notebooks_expose_repeats_and_protocol():
     import nbformat
 
     for book in reproduce.find_notebooks("didfuse"):
         source = nbformat.read(book, as_version=4).cells[0].source
-        assert "repeats = None" in source and "model_profile = None" in source, book.name
+        assert "repeats = None" in source and "protocol = None" in source, book.name
 
 
 def test_run_manifests_are_not_recorded(sandbox):

@@ -178,13 +178,14 @@ def test_a_finished_job_returns_at_once_without_reading_the_training_images(
 
 # --------------------------------------------------------------------------- notebook parameters and sweeps
 
-NOTEBOOK = REPO / "notebooks" / "02b_res2netfuse_table3.ipynb"
+NOTEBOOK = REPO / "notebooks" / "02b_res2netfuse_table3.ipynb"  # the common parameters only
+LIST_NOTEBOOK = REPO / "notebooks" / "02_res2netfuse.ipynb"  # has a list parameter (qualitative_pairs)
 
 
-def _defaults():
+def _defaults(notebook=NOTEBOOK):
     from fusion_core import params
 
-    return dict(params.notebook_defaults("res2netfuse")[NOTEBOOK.name])
+    return dict(params.notebook_defaults("res2netfuse")[notebook.name])
 
 
 def test_canonical_parameters_keep_the_canonical_folder_and_others_get_their_own(tmp_path, monkeypatch):
@@ -196,8 +197,8 @@ def test_canonical_parameters_keep_the_canonical_folder_and_others_get_their_own
     values = _defaults() | {"profile": "eval", "verify": "all"}  # run knobs stay canonical
     assert params.redirect("res2netfuse", "eval", canonical, values) == canonical
     said = []
-    path = params.redirect("res2netfuse", "eval", canonical, values | {"seeds": [0]}, echo=said.append)
-    assert path == tmp_path / "params" / "eval" / "res2netfuse" / "seeds-0" and "seeds=[0]" in said[0]
+    path = params.redirect("res2netfuse", "eval", canonical, values | {"repeats": 1}, echo=said.append)
+    assert path == tmp_path / "params" / "eval" / "res2netfuse" / "repeats-1" and "repeats=1" in said[0]
     assert (path / "raw").resolve() == (canonical / "raw").resolve()  # eval reads the committed raw results
     assert params.redirect("res2netfuse", "eval", canonical, {"__name__": "__main__", "x": 1}) == canonical
 
@@ -226,10 +227,12 @@ def test_a_parameter_of_the_wrong_type_stops_with_one_message_that_says_how_to_p
     from fusion_core import params
 
     with pytest.raises(params.ParameterError) as caught:
-        params.check("res2netfuse", _defaults() | {"seeds": "[0]", "verify": "some", "fig5_pairs": 2.5})
+        params.check("res2netfuse", _defaults(LIST_NOTEBOOK) | {"qualitative_pairs": "['02']", "verify": "some",
+                                                                "fig5_pairs": 2.5, "protocol": "full"})
     message = str(caught.value)
-    assert "seeds='[0]'" in message and '-y "seeds: [0]"' in message
+    assert "qualitative_pairs=\"['02']\"" in message and '-y "qualitative_pairs: [\'02\']"' in message
     assert "verify='some'" in message and "fig5_pairs=2.5" in message
+    assert "protocol='full'" in message  # a run knob: "full" is a notebook profile, not a protocol
 
 
 def test_notebook_grid_values_are_yaml_and_settings_are_named_by_their_parameters(tmp_path):
@@ -253,23 +256,23 @@ def test_notebook_sweep_of_two_settings_writes_its_own_folders_and_a_tidy_table(
     canonical = REPO / "results" / "res2netfuse"
     before = _tree_state(canonical)
     result = subprocess.run([sys.executable, "-m", "fusion_core", "sweep", "--notebook", str(NOTEBOOK), "--profile",
-                             "eval", "-p", "seeds", "[0];[0,1]", "--parallel", "2", "--threads", "1", "--logs",
+                             "eval", "-p", "repeats", "1;2", "--parallel", "2", "--threads", "1", "--logs",
                              str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert _tree_state(canonical) == before  # the canonical results were not touched
-    assert (tmp_path / "seeds-0.ipynb").is_file() and (tmp_path / "seeds-0,1.ipynb").is_file()
+    assert (tmp_path / "repeats-1.ipynb").is_file() and (tmp_path / "repeats-2.ipynb").is_file()
     table = pd.read_csv(tmp_path / "sweep_results.csv")
-    assert set(table["seeds"]) == {"[0]", "[0, 1]"} and (table["sweep_status"] == "done").all()
-    assert set(table["sweep_folder"]) == {"build/params/eval/res2netfuse/seeds-0",
-                                          "build/params/eval/res2netfuse/seeds-0,1"}
+    assert set(table["repeats"].astype(str)) == {"1", "2"} and (table["sweep_status"] == "done").all()
+    assert set(table["sweep_folder"]) == {"build/params/eval/res2netfuse/repeats-1",
+                                          "build/params/eval/res2netfuse/repeats-2"}
     reconstruction = table[table["sweep_table"] == "table3_reconstruction"]
-    assert set(reconstruction["seeds"]) == {"[0]", "[0, 1]"}  # the same table, once per setting
+    assert set(reconstruction["repeats"].astype(str)) == {"1", "2"}  # the same table, once per setting
 
 
 @pytest.mark.slow
 def test_papermill_with_a_string_for_a_list_parameter_fails_at_once_naming_the_parameter(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "papermill", str(NOTEBOOK), str(tmp_path / "out.ipynb"), "-p",
-                             "profile", "eval", "-p", "seeds", "[0]", "--cwd", str(NOTEBOOK.parent)],
+    result = subprocess.run([sys.executable, "-m", "papermill", str(LIST_NOTEBOOK), str(tmp_path / "out.ipynb"), "-p",
+                             "profile", "eval", "-p", "qualitative_pairs", "['02']", "--cwd", str(NOTEBOOK.parent)],
                             capture_output=True, text=True, cwd=REPO, timeout=600)
     assert result.returncode != 0
-    assert "ParameterError" in result.stderr and "seeds='[0]'" in result.stderr
+    assert "ParameterError" in result.stderr and "qualitative_pairs=" in result.stderr

@@ -155,6 +155,7 @@ def test_checkpoint_manifest_and_history_describe_the_run(crops, tmp_path):
     pd.testing.assert_frame_equal(logged[LOSS_TERMS], history[LOSS_TERMS], check_exact=False, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_train_cli_quick_protocol_writes_a_checkpoint_the_fuse_method_loads(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "fusion_core.papers.didfuse.train", "--protocol", "quick", "--epochs", "1", "--max-pairs", "4",
