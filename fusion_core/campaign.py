@@ -30,7 +30,7 @@ Steps (priority order):
    returns at most 8 files of 16 MiB, 64 MiB together; a step's archive is split into parts of 15 MiB and
    resume states are the first left out), with whatever time is left.
 
-Later papers add their ``full`` step with :func:`step` in a module listed in :data:`STEP_MODULES`.
+Later papers add their ``paper``-protocol step with :func:`step` in a module listed in :data:`STEP_MODULES`.
 The module imports only the standard library at the top: it must start where nothing is installed yet.
 """
 from __future__ import annotations

@@ -145,9 +145,11 @@ def notebook_jobs(notebook: Path, grid: list[dict], profile: str, logs: Path) ->
     import yaml
 
     from .params import slug
+    from .reproduce import check_pair
 
     if not notebook.is_file():
         raise ValueError(f"{notebook}: notebook not found")
+    check_pair(notebook)  # a sweep runs the .ipynb: an edit of its paired script not yet synced would be ignored
     jobs = []
     for setting in grid:
         name = slug(setting) or "defaults"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import threading
@@ -241,6 +242,19 @@ def test_notebook_grid_values_are_yaml_and_settings_are_named_by_their_parameter
                     {"beta": 2, "seeds": [0, 1]}]
     jobs = sweep.notebook_jobs(NOTEBOOK, grid[:1], "eval", tmp_path)
     assert jobs[0].name == "beta-1_seeds-0" and jobs[0].argv[-5:-3] == ["-y", "{beta: 1, seeds: [0]}"]
+
+
+def test_a_notebook_sweep_refuses_a_notebook_whose_paired_script_was_edited(tmp_path):
+    from fusion_core.reproduce import NotebookPairError
+
+    for suffix in (".ipynb", ".py"):
+        shutil.copy(NOTEBOOK.with_suffix(suffix), tmp_path / NOTEBOOK.with_suffix(suffix).name)
+    copy = tmp_path / NOTEBOOK.name
+    assert sweep.notebook_jobs(copy, [{"repeats": 1}], "eval", tmp_path)  # in sync: accepted
+    script = copy.with_suffix(".py")
+    script.write_text(script.read_text() + "\n# %%\nprint('an edit not synced')\n")
+    with pytest.raises(NotebookPairError, match="make sync"):
+        sweep.notebook_jobs(copy, [{"repeats": 1}], "eval", tmp_path)
 
 
 def _tree_state(folder: Path) -> dict:

@@ -39,6 +39,8 @@ def vifb_methods() -> list[str]:
 def vifb_agreement(pairs: Sequence[str] | None = None, methods: Sequence[str] | None = None,
                    metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """Ours (``vifb`` convention) vs VIFB's ``metrics_single`` values: one row per pair × method × metric."""
+    from ..engine import relative_difference  # the engine imports the metrics: a module-level import would cycle
+
     ref = reference_root() / "vifb"
     by_stem = {p.stem: p for p in data.list_pairs("vifb21")}
     pairs = list(pairs or by_stem)
@@ -59,7 +61,7 @@ def vifb_agreement(pairs: Sequence[str] | None = None, methods: Sequence[str] | 
                     raise data.DataError(f"{path}: cannot read the reference value ({exc})") from None
                 value = float(ours[name][0])
                 rows.append({"pair": stem, "method": method, "metric": name, "ours": value, "vifb": theirs,
-                             "rel_error": abs(value - theirs) / max(abs(theirs), 1e-12)})
+                             "rel_error": relative_difference(value, theirs)})
     return pd.DataFrame(rows)
 
 
