@@ -229,11 +229,11 @@ def test_a_parameter_of_the_wrong_type_stops_with_one_message_that_says_how_to_p
 
     with pytest.raises(params.ParameterError) as caught:
         params.check("res2netfuse", _defaults(LIST_NOTEBOOK) | {"qualitative_pairs": "['02']", "verify": "some",
-                                                                "fig5_pairs": 2.5, "protocol": "full"})
+                                                                "fig5_pairs": 2.5, "device": "gpu"})
     message = str(caught.value)
     assert "qualitative_pairs=\"['02']\"" in message and '-y "qualitative_pairs: [\'02\']"' in message
     assert "verify='some'" in message and "fig5_pairs=2.5" in message
-    assert "protocol='full'" in message  # a run knob: "full" is a notebook profile, not a protocol
+    assert "device='gpu'" in message  # a run knob with its own choices (cpu, cuda)
 
 
 def test_notebook_grid_values_are_yaml_and_settings_are_named_by_their_parameters(tmp_path):
@@ -290,3 +290,12 @@ def test_papermill_with_a_string_for_a_list_parameter_fails_at_once_naming_the_p
                             capture_output=True, text=True, cwd=REPO, timeout=600)
     assert result.returncode != 0
     assert "ParameterError" in result.stderr and "qualitative_pairs=" in result.stderr
+
+
+def test_protocol_is_a_run_knob_with_the_training_protocols_as_choices():
+    from fusion_core import params
+
+    defaults = dict(params.notebook_defaults("didfuse")["01a_didfuse_table3_strategies.ipynb"])
+    assert params.check("didfuse", defaults | {"protocol": "paper"})[0] == {}  # a run knob stays canonical
+    with pytest.raises(params.ParameterError, match="protocol='full'"):  # "full" is a notebook profile
+        params.check("didfuse", defaults | {"protocol": "full"})
