@@ -341,6 +341,22 @@ def compare(out: Path) -> pd.DataFrame:
             for c in ("didfuse", CALIBRATED):
                 row[f"{c} err %"] = 100.0 * (row[c] / ref - 1.0)
             rows.append(row)
+    table = pd.DataFrame(rows)
+    return pd.concat([table, _seed_means(table)], ignore_index=True) if len(table) else table
+
+
+def _seed_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Table V's 'DIDFuse (ours)': the mean over the trained seeds of each set mean, per rule."""
+    names = table["file"].str.extract(r"^(?P<role>[^/]+)/base_seed(?P<seed>\d+)_(?P<rule>.+)\.csv$")
+    seeded = table.join(names).dropna(subset=["seed"])
+    rows = []
+    for (role, rule, metric), part in seeded.groupby(["role", "rule", "metric"], sort=False):
+        row = {"file": f"{role}/base_seed*_{rule} (mean of n={part['seed'].nunique()})", "dataset": part["dataset"].iloc[0],
+               "metric": metric, "paper": part["paper"].iloc[0], "vs": "DIDFuse"}
+        for c in ("didfuse", CALIBRATED):
+            row[c] = float(part[c].mean())
+            row[f"{c} err %"] = 100.0 * (row[c] / row["paper"] - 1.0)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -351,12 +367,14 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 
 def within_summary(table: pd.DataFrame, band_pct: float = 5.0) -> pd.DataFrame:
-    """Per raw file: how many cells (all six metrics; and SD/SF/VIF alone) lie within ±``band_pct`` % of the
+    """Per Table V column (a raw file name over the sets present): how many cells (all six metrics; and SD/SF/VIF alone) lie within ±``band_pct`` % of the
     paper under each convention, and the mean |error| of SD/SF/VIF."""
     rows = []
-    for name, part in table.groupby("file", sort=False):
+    column = table["file"].str.split("/", n=1).str[1]  # the Table V column: the same file over the three sets
+    for name, part in table.groupby(column, sort=False):
         changed = part[part["metric"].isin(["SD", "SF", "VIF"])]
-        row = {"file": name, "vs": part["vs"].iloc[0], "cells": len(part)}
+        row = {"column (file over the sets)": name, "sets": ", ".join(dict.fromkeys(part["dataset"])),
+               "vs": part["vs"].iloc[0], "cells": len(part)}
         for c in ("didfuse", CALIBRATED):
             row[f"{c} within ±{band_pct:g} %"] = int((part[f"{c} err %"].abs() <= band_pct).sum())
             row[f"{c} SD/SF/VIF within"] = int((changed[f"{c} err %"].abs() <= band_pct).sum())
@@ -373,6 +391,9 @@ def main(argv=None) -> int:
     parser.add_argument("--results", default=str(results_dir(PAPER, "eval")), help="where the csv/md files go")
     parser.add_argument("--limit", type=int, help="first N pairs per set (a smoke run; not for the results)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--plan", help="rescore: 'variant:seeds:rule;...' (seeds and rule may be empty), e.g. "
+                                       "'base:1,2,3,4:sal+cam;base:0:sum'; default: " +
+                                       ";".join(f"{v}:{s or ''}:{r or ''}" for v, s, r in RESCORE))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     results = Path(args.results)
@@ -390,7 +411,8 @@ def main(argv=None) -> int:
         table.to_csv(results / "calibration_released.csv", index=False, float_format="%.6g")
         print(table.to_string())
     elif args.command == "rescore":
-        rescore(Path(args.out), args.threads)
+        plan = RESCORE if not args.plan else [tuple(x or None for x in item.split(":")) for item in args.plan.split(";")]
+        rescore(Path(args.out), args.threads, plan)
     else:
         table = compare(Path(args.out))
         table.to_csv(results / "calibration_rescored.csv", index=False, float_format="%.6g")
