@@ -8,6 +8,7 @@ import torch
 
 from fusion_core import data
 from fusion_core.metrics import METRICS, get_convention, score
+from fusion_core.papers.didfuse import calibration as cal
 
 SD = METRICS["SD"].fn
 SF = METRICS["SF"].fn
@@ -104,12 +105,11 @@ def test_calibrated_convention_scores_a_real_pair_like_the_candidate_formulas():
 @pytest.mark.slow
 def test_calibrated_convention_reproduces_the_papers_tsifvs_column():
     from fusion_core.classical.tif import tif_array
-    from fusion_core.papers.didfuse.calibration import TEST_SETS, TOLERANCE_PCT, reported
 
-    paper = reported("TSIFVS")
+    paper = cal.reported("TSIFVS")
     metrics = ["EN", "SD", "SF", "VIF", "AG", "SCD"]
     worst = {"didfuse_calibrated": 0.0, "didfuse": 0.0}
-    for role, dataset in TEST_SETS.items():
+    for role, dataset in cal.TEST_SETS.items():
         values = {c: {m: [] for m in metrics} for c in worst}
         for pair in data.load_split("didfuse", role):
             images = data.load_pair(pair)
@@ -122,6 +122,36 @@ def test_calibrated_convention_reproduces_the_papers_tsifvs_column():
                 err = 100.0 * abs(np.mean(values[conv][m]) / paper.loc[m, dataset] - 1.0)
                 worst[conv] = max(worst[conv], err)
                 if conv == "didfuse_calibrated":
-                    assert err <= TOLERANCE_PCT, f"{dataset} {m}: {err:.2f} % off the paper"
+                    assert err <= cal.TOLERANCE_PCT, f"{dataset} {m}: {err:.2f} % off the paper"
     assert worst["didfuse_calibrated"] < 0.1  # measured 0.07 % (VIF FLIR); every other cell at print precision
     assert worst["didfuse"] > 20.0  # the uncalibrated convention misses (SF FLIR -23 %, VIF TNO +35 %)
+
+
+# --------------------------------------------------------------------------- the calibration bookkeeping
+
+def test_candidates_are_unique_and_one_per_metric_is_the_calibrated_choice():
+    keys = [(c.metric, c.name) for c in cal.CANDIDATES]
+    assert len(keys) == len(set(keys))
+    for metric, name in cal.CALIBRATED_CHOICE.items():
+        assert (metric, name) in keys
+    assert {c.metric for c in cal.CANDIDATES} == {"EN", "SD", "SF", "VIF", "AG", "SCD"}
+
+
+def test_within_summary_counts_cells_and_seed_means_average_the_seeds():
+    import pandas as pd
+
+    rows = []
+    for seed, (old, new) in enumerate([(90.0, 100.0), (110.0, 104.0)]):  # paper 100: errors -10/+0 and +10/+4 %
+        for metric in ("SD", "EN"):
+            rows.append({"file": f"test_tno/base_seed{seed}_sal-cam.csv", "dataset": "TNO", "metric": metric,
+                         "paper": 100.0, "vs": "DIDFuse", "didfuse": old, "didfuse_calibrated": new,
+                         "didfuse err %": old - 100.0, "didfuse_calibrated err %": new - 100.0})
+    table = pd.DataFrame(rows)
+    means = cal._seed_means(table)
+    assert list(means["file"]) == ["test_tno/base_seed*_sal-cam (mean of n=2)"] * 2
+    assert means["didfuse"].tolist() == [100.0, 100.0] and means["didfuse_calibrated"].tolist() == [102.0, 102.0]
+    summary = cal.within_summary(pd.concat([table, means], ignore_index=True)).set_index("column (file over the sets)")
+    assert summary.loc["base_seed0_sal-cam.csv", "didfuse within ±5 %"] == 0
+    assert summary.loc["base_seed0_sal-cam.csv", "didfuse_calibrated within ±5 %"] == 2
+    assert summary.loc["base_seed1_sal-cam.csv", "didfuse_calibrated SD/SF/VIF within"] == 1
+    assert summary.loc["base_seed1_sal-cam.csv", "didfuse SD/SF/VIF mean abs err %"] == 10.0
