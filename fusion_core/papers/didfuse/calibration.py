@@ -79,6 +79,10 @@ def _sd_column_mean_of_sds(f, a, b):
     return float(f.std(axis=0).mean())
 
 
+def _sd_column_mean_of_sds_ddof1(f, a, b):
+    return float(f.std(axis=0, ddof=1).mean())
+
+
 def _sd_row_centred(f, a, b):
     return float(np.sqrt(((f - f.mean(axis=1, keepdims=True)) ** 2).mean()))
 
@@ -117,6 +121,30 @@ def _sf_four_directions(f, a, b):
     d1, d2 = f[1:, 1:] - f[:-1, :-1], f[1:, :-1] - f[:-1, 1:]
     base = ((np.diff(f, axis=1) ** 2).sum() + (np.diff(f, axis=0) ** 2).sum()) / (m * n)
     return float(np.sqrt(base + ((d1 ** 2).sum() + (d2 ** 2).sum()) / (math.sqrt(2.0) * m * n)))
+
+
+def _sf_zero_both_sides(f, a, b):
+    """Differences of the image zero-padded on all four sides (N+1 per row, M+1 per column), / MN."""
+    m, n = f.shape
+    p = np.pad(f, 1)
+    dh, dv = p[1:-1, 1:] - p[1:-1, :-1], p[1:, 1:-1] - p[:-1, 1:-1]
+    return float(np.sqrt(((dh ** 2).sum() + (dv ** 2).sum()) / (m * n)))
+
+
+def _sf_central_zero(f, a, b):
+    """Central differences F(j+1) − F(j−1) (no /2) with zero padding: conv2(F, [1 0 -1], 'same')."""
+    m, n = f.shape
+    ph, pv = np.pad(f, ((0, 0), (1, 1))), np.pad(f, ((1, 1), (0, 0)))
+    gx, gy = ph[:, 2:] - ph[:, :-2], pv[2:] - pv[:-2]
+    return float(np.sqrt(((gx ** 2).sum() + (gy ** 2).sum()) / (m * n)))
+
+
+def _sf_four_directions_half(f, a, b):
+    """Four-direction SF with the diagonal terms weighted 1/2 (w_d² of w_d = 1/√2 applied to the squares)."""
+    m, n = f.shape
+    d1, d2 = f[1:, 1:] - f[:-1, :-1], f[1:, :-1] - f[:-1, 1:]
+    base = ((np.diff(f, axis=1) ** 2).sum() + (np.diff(f, axis=0) ** 2).sum()) / (m * n)
+    return float(np.sqrt(base + 0.5 * ((d1 ** 2).sum() + (d2 ** 2).sum()) / (m * n)))
 
 
 def _sf_circular(f, a, b):
@@ -165,6 +193,8 @@ CANDIDATES: list[Candidate] = [
     Candidate("SD", "global on [0, 1]", "im2double image, no ×255", _sd_unit),
     Candidate("SD", "mean of column SDs", "MATLAB mean(std(F)) (std of a matrix works per column)",
               _sd_column_mean_of_sds),
+    Candidate("SD", "mean of column SDs, ddof 1", "MATLAB mean(std(F)) with std's default N-1",
+              _sd_column_mean_of_sds_ddof1),
     Candidate("SD", "column-centred (μ_j per column), ddof 0", "MATLAB mean(F) of a matrix = row of column means "
               "(broadcast in F - mean(F)); numpy F.mean(axis=0); = sqrt(mean(var(F,1)))",
               _score("SD", "didfuse", {"centre": "column"})),
@@ -182,11 +212,16 @@ CANDIDATES: list[Candidate] = [
               "anchor on the other tap", _sf_zero(True, True)),
     Candidate("SF", "zero pad left + bottom, / MN", "mixed anchors (completes the border grid)", _sf_zero(True, False)),
     Candidate("SF", "zero pad right + top, / MN", "mixed anchors (completes the border grid)", _sf_zero(False, True)),
+    Candidate("SF", "zero pad all four sides, / MN", "differences of padarray(F, [1 1]) (a zero frame)",
+              _sf_zero_both_sides),
+    Candidate("SF", "central differences, zero pad, no /2", "conv2(F, [1 0 -1], 'same')", _sf_central_zero),
     Candidate("SF", "circular, / MN", "circshift / np.roll differences (periodic border)", _sf_circular),
     Candidate("SF", "RF + CF", "sum of the two RMS differences instead of the root of the sum of squares",
               _sf_rf_plus_cf),
     Candidate("SF", "four directions (w_d = 1/√2)", "Zheng, Essock, Hansen, Haun, Inf. Fusion 2007 extended SF",
               _sf_four_directions),
+    Candidate("SF", "four directions (diagonal squares × 1/2)", "Zheng et al. 2007 with w_d applied squared",
+              _sf_four_directions_half),
     Candidate("SF", "uint8 saturated differences", "MATLAB uint8 arithmetic (negative differences → 0)",
               _sf_uint8_saturated),
     Candidate("SF", "central differences / 2", "SF on MATLAB gradient() (the AG differences)", _sf_central_half),
