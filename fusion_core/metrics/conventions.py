@@ -161,6 +161,27 @@ DIDFUSE = _conv(
     },
 )
 
+DIDFUSE_CALIBRATED = _conv(
+    "didfuse_calibrated",
+    "DIDFuse (TNNLS extension of IJCAI 2020) Table V as calibrated on its deterministic TSIFVS column "
+    "(tools/calibrate_didfuse_metrics.py, docs/metric_conventions.md 'DIDFuse Table V calibration'): our tif "
+    "images reproduce all 18 TSIFVS cells (6 metrics x TNO, FLIR, NIR-Country) within 0.1 % with EN, AG (MATLAB "
+    "gradient), SCD as in didfuse; SD centred on the column means (MATLAB mean(F) of a matrix, broadcast); SF "
+    "with one zero-padded difference past the last column and row (2-tap filter, 'same' output), / MN; VIF = "
+    "VIFF (Han et al. 2013, the VIFF_Public.m of fusion toolboxes), not VIFp.",
+    {
+        "EN": Column("EN"),
+        # SD_col: the paper's Eq. 19 with mu taken per column; the global SD is 4.6-8.5 % higher on TSIFVS
+        "SD": Column("SD", {"centre": "column"}),
+        # 2-tap difference filter with zero padding, 'same' output: +10-30 % over the interior-only SF on TSIFVS
+        "SF": Column("SF", {"normalise": "mn", "boundary": "zero"}),
+        # the paper's prose ('blocks ... integrated') fits any VIF; VIFF reproduces the three TSIFVS cells
+        "VIF": Column("VIF", {"kind": "viff"}),
+        "AG": Column("AG", {"mode": "matlab"}),
+        "SCD": Column("SCD"),
+    },
+)
+
 MSFAM = _conv(
     "msfam",
     "Paper 003 (MSFAM, Sensors 2022), spec_003 §5.2: NestFuse MATLAB MI (= 2·EN) next to the correct MI, "
@@ -208,7 +229,8 @@ SAVF = _conv(
     },
 )
 
-CONVENTIONS: dict[str, Convention] = {c.name: c for c in (VIFB, TANG, SEAFUSION, LI, DIDFUSE, MSFAM, AMFE, SAVF)}
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in (VIFB, TANG, SEAFUSION, LI, DIDFUSE, DIDFUSE_CALIBRATED, MSFAM, AMFE,
+                                                          SAVF)}
 # paper aliases: the convention each paper's tables used
 ALIASES: dict[str, str] = {"res2netfuse": "li", "densefuse": "li", "nestfuse": "li"}
 # VIFB's file suffixes (metrics_single/<pair>_<method>_<suffix>.txt) → our column names
