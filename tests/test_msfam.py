@@ -252,3 +252,23 @@ def test_ms_ssim_gradient_stays_finite_when_structure_is_anticorrelated(grey_cro
     assert float(pytorch_msssim.ms_ssim(ir.detach(), vis, data_range=1.0)) == 0.0  # this pair has such a level
     L.ms_ssim(ir, vis).sum().backward()
     assert torch.isfinite(ir.grad).all()
+
+
+@pytest.mark.slow
+def test_quick_training_discovery_and_fp16_publication(data_root, tmp_path):
+    from fusion_core import methods
+    from fusion_core.papers.msfam import train
+
+    checkpoint, history = train.train_model("quick", 0, tmp_path, progress=False)
+    nest, _ = train.train_model("quick", 0, tmp_path, "nestfuse", progress=False)
+    assert len(history) == 1 and train.finished(checkpoint, "quick", "base") and train.finished(nest, "quick", "nestfuse")
+    found = {m.key: m for m in train.discover(tmp_path, "quick")}
+    assert set(found) == {"base_seed0", "nestfuse_seed0"} and found["base_seed0"].path == train.best_path(checkpoint)
+    before = found["base_seed0"].path.stat().st_size
+    pair = torch.rand(1, 1, 40, 48), torch.rand(1, 1, 40, 48)
+    fused32 = methods.build_method("msfam", weights=found["base_seed0"].path)(*pair)
+    train.publish_fp16(found["base_seed0"].path)
+    assert found["base_seed0"].path.stat().st_size < 0.75 * before
+    assert train.discover(tmp_path, "quick")[0].checksum != found["base_seed0"].checksum  # raw files key the fp16 file
+    fused16 = methods.build_method("msfam", weights=found["base_seed0"].path)(*pair)
+    assert fused16.shape == fused32.shape and torch.isfinite(fused16).all()

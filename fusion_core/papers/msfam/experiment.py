@@ -85,10 +85,18 @@ def row_label(source: str) -> str:
 
 def raw_results(models: Sequence[TrainedModel], profile: str, out: Path, verify: str | None = "sample",
                 device: str = "cpu", baselines: bool = True) -> engine.RawResults:
+    """Per-pair rows of every source on the test set (quick/full compute what is missing; eval reads and re-fuses
+    ``verify``'s sample). Each source runs with its own rule (``afb``, ``nestfuse_avg``, DIDFuse's ``sum``)."""
     computing = profile != "eval"
-    return engine.collect(sources(models, device, baselines), [test_set(profile)],
-                          ["afb", "nestfuse_avg", "sum"], metrics=METRICS + EXTRA_METRICS, convention=CONVENTION,
-                          out=out, compute=computing, verify=None if computing else verify)
+    parts = [engine.collect([source], [test_set(profile)], list(source.rules or [None]),
+                            metrics=METRICS + EXTRA_METRICS, convention=CONVENTION, out=out, compute=computing,
+                            verify=None if computing else verify)
+             for source in sources(models, device, baselines)]
+    rows = [p.rows for p in parts if len(p.rows)]
+    checks = [p.checks for p in parts if len(p.checks)]
+    return engine.RawResults(pd.concat(rows, ignore_index=True) if rows else parts[0].rows,
+                             pd.concat(checks, ignore_index=True) if checks else parts[0].checks,
+                             [m for p in parts for m in p.missing])
 
 
 def table6(raw: pd.DataFrame) -> pd.DataFrame:

@@ -377,7 +377,7 @@ DEFAULT_PROTOCOL = "reduced"
 
 
 def default_weights(kind: str) -> DefaultWeights:
-    name = f"{kind}_{DEFAULT_PROTOCOL}_seed0.pt" if kind == "msfam" else f"nestfuse_{DEFAULT_PROTOCOL}_seed0.pt"
+    name = f"msfam_{DEFAULT_PROTOCOL}_seed0_best.pt" if kind == "msfam" else f"nestfuse_{DEFAULT_PROTOCOL}_seed0.pt"
     return DefaultWeights(CHECKPOINT_DIR / name, f"the repository's {DEFAULT_PROTOCOL}-protocol CPU training, seed 0 "
                                                  "(a labelled substitute; the authors released no code or weights)")
 

@@ -35,6 +35,7 @@ quick    64×80      2      1 epoch × 8 images     1 epoch     1 epoch      sec
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import shutil
@@ -49,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from ... import data, methods
-from ...io import sha256_file, write_csv, write_json
+from ...io import atomic_write, sha256_file, write_csv, write_json
 from ...train import (INCOMPLETE, TrainConfig, TrainedModel, progress_of, seed_everything, train, trained_model)
 from ...train import first_seeds as _first_seeds
 from .loss import FusionLoss, NestFuseLoss, ReconstructionLoss, SCPretrainLoss
@@ -343,6 +344,12 @@ def train_stage2(recipe: Protocol, protocol: str, seed: int, out: Path, variant:
         rows.append({"epoch": epoch, "val_loss": value, "train_loss": float(history["total"].iloc[-1])})
         write_csv(val_path(checkpoint), pd.DataFrame(rows))
     del started
+    if len(rows) >= recipe.stage2_epochs and best_path(checkpoint).is_file():
+        manifest_file = best_path(checkpoint).with_suffix(".json")
+        manifest = json.loads(manifest_file.read_text())
+        if not manifest.get("selection_complete"):
+            manifest.update(selection_complete=True, stage2_epochs=recipe.stage2_epochs, val_history=rows)
+            write_json(manifest_file, manifest)
     if history.empty and checkpoint.with_name(f"{checkpoint.stem}_history.csv").is_file():
         history = pd.read_csv(checkpoint.with_name(f"{checkpoint.stem}_history.csv"))
     return checkpoint, history
@@ -391,20 +398,53 @@ def plan(profile: str) -> tuple[str, Path]:
     raise ValueError(f"unknown profile '{profile}' (quick, eval, full)")
 
 
+def selection_complete(best: Path) -> bool:
+    """Whether ``..._best.pt`` is the val-selected model of a finished stage 2 (its manifest says so)."""
+    try:
+        return bool(json.loads(best.with_suffix(".json").read_text()).get("selection_complete"))
+    except (OSError, ValueError):
+        return False
+
+
 def discover(checkpoint_dir: str | Path, protocol: str, variants: Sequence[str] = ("base", "nestfuse")
              ) -> list[TrainedModel]:
-    """Complete models of ``protocol`` in ``checkpoint_dir``: MSFAM variants as their val-selected ``_best.pt``,
-    NestFuse as its last epoch."""
+    """Complete models of ``protocol`` in ``checkpoint_dir``: MSFAM variants as their val-selected ``_best.pt``
+    (the last epoch's ``NAME.pt`` is not committed), NestFuse as its last epoch."""
     found = []
     for variant in variants:
-        for path in sorted(Path(checkpoint_dir).glob(f"{checkpoint_name(protocol, variant, 0)[:-1]}*.pt")):
-            match = re.fullmatch(r".*_seed(\d+)\.pt", path.name)
-            if not match or not finished(path, protocol, variant):
+        stem = checkpoint_name(protocol, variant, 0)[:-1]
+        pattern = rf"{re.escape(stem)}(\d+)" + (r"\.pt" if variant == "nestfuse" else r"_best\.pt")
+        for path in sorted(Path(checkpoint_dir).glob(f"{stem}*.pt")):
+            match = re.fullmatch(pattern, path.name)
+            if not match:
                 continue
-            chosen = path if variant == "nestfuse" else best_path(path)
-            if chosen.is_file():
-                found.append(trained_model(chosen, PAPER, variant, int(match[1]), protocol))
+            ok = finished(path, protocol, variant) if variant == "nestfuse" else selection_complete(path)
+            if ok:
+                found.append(trained_model(path, PAPER, variant, int(match[1]), protocol))
     return found
+
+
+def publish_fp16(checkpoint: str | Path) -> Path:
+    """Rewrite a weights file in float16 (half the bytes; the repository's tree-size limit) and its manifest:
+    new ``sha256`` and ``checksum`` (raw files must be computed from the fp16 file), ``stored: float16`` and the
+    fp32 file's sha256. :func:`.model.load_checkpoint` loads it back into float32 parameters."""
+    path = Path(checkpoint)
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if all(v.dtype != torch.float32 for v in blob["model"].values()):
+        return path
+    manifest_file = path.with_suffix(".json")
+    manifest = json.loads(manifest_file.read_text())
+    fp32_sha = sha256_file(path)
+    blob["model"] = {k: v.half() if v.is_floating_point() else v for k, v in blob["model"].items()}
+    buffer = io.BytesIO()
+    torch.save(blob, buffer)
+    with atomic_write(path, "wb") as handle:
+        handle.write(buffer.getvalue())
+    digest = sha256_file(path)
+    manifest.update(sha256=digest, checksum=digest[:16], bytes=path.stat().st_size, stored="float16",
+                    fp32_sha256=fp32_sha)
+    write_json(manifest_file, manifest)
+    return path
 
 
 def ensure_models(profile: str, variants: Sequence[str] = ("base", "nestfuse"), repeats: int | None = 1,
@@ -442,12 +482,16 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 for a job sharing the CPU)")
     parser.add_argument("--max-minutes", type=float, help=f"stop when spent (exit {INCOMPLETE}); rerun to resume")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--publish-fp16", action="store_true", help="after training, store the committed weights "
+                        "(MSFAM: ..._best.pt, NestFuse: NAME.pt) in float16 (tree-size limit)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoint, _ = train_model(args.protocol, args.seed, args.out, args.variant, args.device,
                                 not args.no_progress, args.max_minutes)
     done = finished(checkpoint, args.protocol, args.variant)
+    if done and args.publish_fp16:
+        print("float16:", publish_fp16(checkpoint if args.variant == "nestfuse" else best_path(checkpoint)))
     print(f"{checkpoint}: {progress_of(checkpoint)} epochs, {'complete' if done else 'incomplete: rerun to resume'}")
     return 0 if done else INCOMPLETE
 
