@@ -272,3 +272,12 @@ def test_quick_training_discovery_and_fp16_publication(data_root, tmp_path):
     assert train.discover(tmp_path, "quick")[0].checksum != found["base_seed0"].checksum  # raw files key the fp16 file
     fused16 = methods.build_method("msfam", weights=found["base_seed0"].path)(*pair)
     assert fused16.shape == fused32.shape and torch.isfinite(fused16).all()
+
+
+def test_the_shared_loop_builds_adam_from_the_stage2_groups():
+    from fusion_core.train import TrainConfig, restore
+
+    state = restore(MSFAM(nb=TINY, stage="stage2"), TrainConfig(epochs=1, batch_size=1, lr=1e-4), None)
+    assert [g["lr"] for g in state.optimizer.param_groups] == [1e-4, 5e-5]
+    trained = {id(p) for g in state.optimizer.param_groups for p in g["params"]}
+    assert not trained & {id(p) for p in state.model.encoder.parameters()}
