@@ -447,15 +447,26 @@ def publish_fp16(checkpoint: str | Path) -> Path:
     return path
 
 
+def missing_models(profile: str, variants: Sequence[str] = ("base", "nestfuse"), repeats: int | None = 1) -> list[str]:
+    """Checkpoint paths ``profile`` would use but cannot find complete (eval: not committed)."""
+    protocol, folder = plan(profile)
+    have = {(m.variant, m.seed) for m in discover(folder, protocol, variants)}
+    return [str(folder / f"{checkpoint_name(protocol, v, s)}{'' if v == 'nestfuse' else '_best'}.pt")
+            for v in variants for s in range(repeats or 1) if (v, s) not in have]
+
+
 def ensure_models(profile: str, variants: Sequence[str] = ("base", "nestfuse"), repeats: int | None = 1,
-                  progress: bool = False, device: str = "cpu") -> list[TrainedModel]:
+                  progress: bool = False, device: str = "cpu", missing_ok: bool = False) -> list[TrainedModel]:
     """The complete models ``profile`` uses (seed 0 … repeats − 1); quick and full train what is missing, eval
-    requires the committed files (a FileNotFoundError names the missing one)."""
+    requires the committed files (a FileNotFoundError names the missing one; ``missing_ok``: skipped, see
+    :func:`missing_models`)."""
     protocol, folder = plan(profile)
     wanted = [(v, s) for v in variants for s in range(repeats or 1)]
     have = {(m.variant, m.seed) for m in discover(folder, protocol, variants)}
     for variant, seed in wanted:
         if (variant, seed) in have:
+            continue
+        if profile == "eval" and missing_ok:
             continue
         if profile == "eval":
             raise FileNotFoundError(f"{folder / checkpoint_name(protocol, variant, seed)}.pt: no complete committed "
