@@ -41,7 +41,7 @@ SUBSTITUTES = [
     "24 val / 26 test (splits/*.txt, splits.py)",
     "stage-1 data: the 422 train-split singles (flir_train180 adds none after pixel-hash de-duplication) instead of "
     "FLIR ADAS' 20,177 singles",
-    "MSFAM and NestFuse trained by us with the reduced CPU protocol (160x128 images, 106 stage-1 and 106 stage-2 "
+    "MSFAM and NestFuse trained by us with the reduced CPU protocol (160x128 images, 106 stage-1 and 53 stage-2 "
     "iterations; paper: 320x256, ~10k + 1.2k) — a labelled substitute for the paper's GPU training",
     "model selection on splits/val.txt (lowest stage-2 loss), never on test",
     "SC net pre-trained on train-split VIS/IR and average/LP/TIF fusions (the paper's 'existing algorithms' unnamed)",
