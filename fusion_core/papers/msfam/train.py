@@ -26,7 +26,7 @@ name     size H×W   batch  stage 1                SC          stage 2      what
 =======  =========  =====  =====================  ==========  ===========  ============================================
 paper    256×320    4      24 epochs × 422 imgs   10 epochs   20 epochs    the paper's recipe (≈ 2.5k iterations on our
                            (≈ 2.5k iterations)                             422 singles instead of 10k on FLIR's 20k); GPU
-reduced  128×160    4      1 epoch (106 its)      2 epochs    1 epoch      CPU substitute, the committed model: ¼ of the
+reduced  128×160    4      1 epoch (106 its)      20 epochs   1 epoch      CPU substitute, the committed model: ¼ of the
                                                               (53 its)     pixels, ~1 % of the iterations; MS-SSIM 4 scales
 quick    64×80      2      1 epoch × 8 images     1 epoch     1 epoch      seconds: tiny widths (8/16/24/32), proves the
                                                               × 4 pairs    code path; its numbers mean nothing
@@ -82,8 +82,8 @@ class Protocol:
 PROTOCOLS = {
     "paper": Protocol((256, 320), 4, 24, 10, 20, 24, "the paper's recipe at 320×256, batch 4, Adam 1e-4; stage 1 on "
                       "our 422 singles (24 epochs ≈ 2.5k iterations; FLIR's 20k singles unavailable); GPU"),
-    "reduced": Protocol((128, 160), 4, 1, 2, 1, 1, "CPU substitute (the committed model): 160×128 images (¼ of the "
-                        "paper's pixels), stage 1 one epoch (106 iterations), SC 2 epochs, stage 2 one epoch "
+    "reduced": Protocol((128, 160), 4, 1, 20, 1, 1, "CPU substitute (the committed model): 160×128 images (¼ of the "
+                        "paper's pixels), stage 1 one epoch (106 iterations), SC 20 epochs, stage 2 one epoch "
                         "(53 iterations), NestFuse one epoch; MS-SSIM on 4 scales"),
     "quick": Protocol((64, 80), 2, 1, 1, 1, 1, "smoke run: widths 8/16/24/32, 64×80 images, 8 singles, 4 pairs, one "
                       "epoch per step; numbers mean nothing", widths=(8, 16, 24, 32), max_images=8, max_pairs=4,
