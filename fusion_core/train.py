@@ -389,14 +389,16 @@ def restore(model: nn.Module, config: TrainConfig, state_file: Path | None,
             log: Callable[[str], None] | None = None) -> TrainState:
     """A fresh run (``seed_everything(config.seed)``) or, from ``state_file``, the run exactly where it stopped.
 
-    Adam with step decay (``gamma`` at ``milestones``) and a GradScaler (active only for AMP on CUDA);
+    Adam (over ``model.optimizer_groups(lr)`` where the model defines it) with step decay (``gamma`` at ``milestones``) and a GradScaler (active only for AMP on CUDA);
     a resumed run gets back model, optimizer, scheduler, scaler, every RNG state and its history, after
     checking that it was trained with the same settings (:data:`_RESUME_KEYS`).
     """
     device = torch.device(config.device)
     use_amp = config.amp and device.type == "cuda"
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    groups = getattr(model, "optimizer_groups", None)  # per-group learning rates (MSFAM stage 2), else one group
+    params = groups(config.lr) if callable(groups) else model.parameters()
+    optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
     state = TrainState(model, optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones),
                                                                              gamma=config.gamma),
                        torch.amp.GradScaler(device.type, enabled=use_amp), torch.Generator().manual_seed(config.seed),
