@@ -390,8 +390,9 @@ def restore(model: nn.Module, config: TrainConfig, state_file: Path | None,
     """A fresh run (``seed_everything(config.seed)``) or, from ``state_file``, the run exactly where it stopped.
 
     Adam (over ``model.optimizer_groups(lr)`` where the model defines it: per-group learning rates) with step
-    decay (``gamma`` at ``milestones``) and a GradScaler (active only for AMP on CUDA); a resumed run gets back model, optimizer, scheduler, scaler, every RNG state and its history, after
-    checking that it was trained with the same settings (:data:`_RESUME_KEYS`).
+    decay (``gamma`` at ``milestones``) and a GradScaler (active only for AMP on CUDA); a resumed run gets back
+    model, optimizer, scheduler, scaler, every RNG state and its history, after checking that it was trained
+    with the same settings (:data:`_RESUME_KEYS`).
     """
     device = torch.device(config.device)
     use_amp = config.amp and device.type == "cuda"
