@@ -122,3 +122,60 @@ def reported_table1(reading: str = "printed") -> pd.DataFrame:
 def best_of_row(frame: pd.DataFrame) -> pd.Series:
     """The column with the largest value of each row (every metric here is larger-is-better)."""
     return frame.idxmax(axis=1)
+
+
+# --------------------------------------------------------------------------- architecture and comparisons
+
+SPEC_PARAMETERS = {"extractor": 41_776, "attention": 196_288, "decoder": 78_769, "discriminator": 388_097}
+
+
+def architecture_table() -> pd.DataFrame:
+    """Parameters per module of AMFE (default configuration), its discriminator and MFEIF, next to spec §2."""
+    from ...nets.blocks import count_parameters
+    from .mfeif import MFEIF
+    from .model import AMFE, Discriminator
+
+    net, journal = AMFE(), MFEIF()
+    rows = [("AMFE", "extractor", count_parameters(net.extractor)),
+            ("AMFE", "attention", count_parameters(net.attention)),
+            ("AMFE", "decoder", count_parameters(net.decoder)),
+            ("AMFE", "discriminator", count_parameters(Discriminator())),
+            ("MFEIF (journal)", "extractor", count_parameters(journal.ext)),
+            ("MFEIF (journal)", "attention", count_parameters(journal.att)),
+            ("MFEIF (journal)", "constructor", count_parameters(journal.con))]
+    frame = pd.DataFrame(rows, columns=["network", "module", "parameters"])
+    frame["spec"] = [SPEC_PARAMETERS.get(m) if n == "AMFE" else None for n, m in zip(frame["network"], frame["module"])]
+    return frame
+
+
+def against_paper(table: pd.DataFrame) -> pd.DataFrame:
+    """Our CBF/GTF next to the paper's, and every learned column of ours next to the paper's fifth number (the
+    spec's "Ours"): (sequence, metric) rows, ``<ours> | paper <column> | Δ%``."""
+    ours = wide(table)
+    paper = reported_table1("spec")
+    out = pd.DataFrame(index=ours.index)
+    for column in ours.columns:
+        reference = column if column in ("CBF", "GTF") else "Ours"
+        out[column] = ours[column]
+        out[f"paper {reference} ({column})"] = paper[reference]
+        out[f"delta % ({column})"] = 100.0 * (ours[column] - paper[reference]) / paper[reference].abs()
+    return out
+
+
+def profile_line(profile: str, models: Sequence[TrainedModel], device: str) -> dict:
+    """The run description each table carries."""
+    return {"profile": profile, "amfe models": ", ".join(m.key for m in models) or "none",
+            "protocol": ", ".join(sorted({m.protocol for m in models})) or "none", "device": device,
+            "test": "TNO FEL Nato_camp/Tree/Duine, all frames" + (" (2 frames each, 128x128 crops)"
+                                                                   if profile == "quick" else "")}
+
+
+def loss_history(model: TrainedModel) -> pd.DataFrame:
+    """Both stages' per-epoch losses of a trained model (``stage`` column), from the histories beside it."""
+    stage1 = model.path.with_name(model.path.name.replace("_seed", "_stage1_seed")).with_suffix("")
+    frames = []
+    for stage, stem in ((1, stage1.name), (2, model.path.stem)):
+        path = model.path.with_name(f"{stem}_history.csv")
+        if path.is_file():
+            frames.append(pd.read_csv(path).assign(stage=stage))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,11 +36,13 @@ import torch
 import torch.nn.functional as F
 
 from ... import data
-from ...train import INCOMPLETE, TrainConfig, progress_of, seed_everything, train
+from ...train import (INCOMPLETE, TrainConfig, TrainedModel, manifest_protocol, progress_of, seed_everything, train,
+                      trained_model)
 from .loss import Stage1Loss, Stage2Loss, freeze_for_stage2
 from .model import AMFE, PAPER, AMFEStage1, load_checkpoint
 
 CHECKPOINT_DIR = data.REPO_ROOT / "checkpoints" / PAPER
+QUICK_DIR = data.REPO_ROOT / "build" / "quick" / "checkpoints" / PAPER
 SPLIT_SEED = 0
 VAL_PAIRS = 21  # RoadScene pairs held out of both stages (spec §4: 200 train / 21 val)
 
@@ -278,6 +281,45 @@ def train_model(protocol: str = "quick", seed: int = 0, out: str | Path = CHECKP
     left = None if budget is None else max(1.0, budget - (time.perf_counter() - started))
     stage2, second = train_stage2(protocol, seed, out, variant, device, progress, left, stage1)
     return stage2, pd.concat([first.assign(stage=1), second.assign(stage=2)], ignore_index=True)
+
+
+# --------------------------------------------------------------------------- the models of a notebook profile
+
+_NAME = re.compile(rf"^{PAPER}_(?P<protocol>[a-z]+)(?:_(?P<variant>[A-Za-z]+))?_seed(?P<seed>\d+)\.pt$")
+
+
+def discover(checkpoint_dir: str | Path, protocol: str) -> list[TrainedModel]:
+    """Complete stage-2 (fusion) models of ``protocol`` in ``checkpoint_dir`` (manifest epochs_done == epochs and
+    naming the protocol), base first, then by variant and seed."""
+    found = []
+    for path in sorted(Path(checkpoint_dir).glob(f"{PAPER}_{protocol}_*seed*.pt")):
+        match = _NAME.match(path.name)
+        if not match or match["protocol"] != protocol or (match["variant"] or "base") not in VARIANTS:
+            continue
+        progress = progress_of(path)
+        if progress is None or progress[0] != progress[1] or manifest_protocol(path) != protocol:
+            continue
+        found.append(trained_model(path, PAPER, match["variant"] or "base", int(match["seed"]), protocol))
+    order = list(VARIANTS)
+    return sorted(found, key=lambda m: (order.index(m.variant), m.seed))
+
+
+def ensure_models(profile: str, protocol: str | None = None, device: str = "cpu",
+                  progress: bool = False) -> list[TrainedModel]:
+    """The AMFE models a notebook ``profile`` shows. quick: trains the quick protocol (seed 0) under build/quick/;
+    eval: the committed complete checkpoints of ``protocol`` (default ``reduced``; possibly none); full: trains
+    (or resumes) seed 0 of ``protocol`` (default ``paper``) into checkpoints/amfe/."""
+    if profile == "quick":
+        if not discover(QUICK_DIR, "quick"):
+            train_model("quick", 0, QUICK_DIR, device=device, progress=progress)
+        return discover(QUICK_DIR, "quick")
+    if profile == "eval":
+        return discover(CHECKPOINT_DIR, protocol or "reduced")
+    if profile == "full":
+        protocol = protocol or "paper"
+        train_model(protocol, 0, CHECKPOINT_DIR, device=device, progress=progress)
+        return discover(CHECKPOINT_DIR, protocol)
+    raise ValueError(f"unknown profile '{profile}' (quick, eval, full)")
 
 
 def main(argv=None) -> int:
