@@ -282,3 +282,52 @@ def test_reported_table1_has_five_numbers_per_row_and_the_fifth_is_the_row_maxim
     spec = experiment.reported_table1("spec")
     assert list(spec.columns) == ["CBF", "GTF", "JSRSD", "FusionGAN", "Ours"]
     assert spec.loc[("Duine", "SCD"), "Ours"] == 1.93 and spec.loc[("Nato", "MI"), "CBF"] == 1.43
+
+
+# --------------------------------------------------------------------------- training data and discovery
+
+def test_image_crops_pad_small_images_and_repeat_with_the_same_generator():
+    images = [torch.randint(0, 256, (1, 40, 50), dtype=torch.uint8), torch.randint(0, 256, (1, 70, 90),
+                                                                                       dtype=torch.uint8)]
+    crops = train.ImageCrops([train._pad_to(i, 64).to(torch.uint8) for i in images], 64, 6, ["a", "b"])
+    first = crops.take(torch.arange(6), torch.Generator().manual_seed(3))[0]
+    again = crops.take(torch.arange(6), torch.Generator().manual_seed(3))[0]
+    assert first.shape == (6, 1, 64, 64) and torch.equal(first, again) and len(crops) == 6
+    assert 0 <= float(first.min()) and float(first.max()) <= 1
+    padded = train._pad_to(images[0], 64)
+    assert padded.shape == (1, 64, 64) and torch.equal(padded[:, :40, :50].to(torch.uint8), images[0])
+
+
+def test_pair_crops_keep_ir_and_vis_registered_under_flips():
+    ir = train._pad_to(torch.rand(1, 30, 40), 32)
+    crops = train.PairCrops([ir], [ir.clone()], 32, 8, ["p"])
+    a, b = crops.take(torch.arange(8), torch.Generator().manual_seed(0))
+    assert a.shape == (8, 1, 32, 32) and torch.equal(a, b)
+
+
+def test_discover_finds_complete_stage2_models_only(tmp_path):
+    import json
+
+    for name, done in [("amfe_reduced_seed0", 4), ("amfe_reduced_stage1_seed0", 5), ("amfe_reduced_woS_seed1", 4),
+                       ("amfe_reduced_nogan_seed0", 2), ("amfe_quick_seed0", 2)]:
+        (tmp_path / f"{name}.pt").write_bytes(name.encode())
+        protocol = name.split("_")[1]
+        (tmp_path / f"{name}.json").write_text(json.dumps({"epochs_done": done, "epochs": 4 if "stage1" not in name
+                                                           else 5, "protocol": protocol}))
+    found = train.discover(tmp_path, "reduced")
+    assert [(m.variant, m.seed) for m in found] == [("base", 0), ("woS", 1)]
+
+
+def test_table1_averages_frames_per_sequence_and_labels_columns():
+    import pandas as pd
+
+    rows = pd.DataFrame([{"source": s, "rule": r, "role": role, "stem": str(k), **{m: v + k for m in experiment.METRICS}}
+                         for s, r, v in (("cbf", "-", 1.0), ("mfeif", "code", 2.0))
+                         for role in experiment.SEQUENCES for k in (0, 1)])
+    table = experiment.table1(rows)
+    wide = experiment.wide(table)
+    assert wide.shape == (18, 2) and set(table["frames"]) == {2}
+    assert wide.loc[("Tree", "SCD"), "MFEIF (released journal weights)"] == 2.5
+    compared = experiment.against_paper(table)
+    assert compared.loc[("Nato", "MI"), "paper CBF (CBF)"] == 1.43
+    assert compared.loc[("Nato", "MI"), "paper Ours (MFEIF (released journal weights))"] == 2.44
