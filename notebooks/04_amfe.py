@@ -122,3 +122,23 @@ for m in models:
           bool(history["total"].notna().all()))
 if not models:
     print("no complete AMFE checkpoint for this profile (see README Status)")
+
+# %% [markdown]
+# ## Spec §8 #5 — which normalisation of Eq. 3? (RoadScene `val`, not TNO)
+# The literal Eq. 3 soft-maxes the fused features over the channels before a decoder trained on unnormalised
+# features. The spec asks to compare the options on held-out RoadScene pairs (never the test data) and to flag
+# `softmax_channel` when its Qabf is below half of `none`'s. Quick: two 128² crops.
+
+# %% tags=["nbval-check-output"]
+for m in models[:1]:
+    guard, guard_raw = exp.fusion_norm_guard(m, profile, out, verify if profile == "eval" else None, device)
+    report.write_table(guard.reset_index(), out, "fusion_norm_guard", "Spec §8 #5: Eq. 3 options on RoadScene val", run)
+    print(list(guard.index), "rows; values finite:", bool(guard[exp.GUARD_METRICS].notna().all().all()))
+    print(checks.structure(guard_raw.rows.melt(id_vars=["rule"], value_vars=exp.GUARD_METRICS, var_name="metric"),
+                           ["rule"], "value"))
+if not models:
+    print("no complete AMFE checkpoint for this profile (see README Status)")
+
+# %%
+if models:
+    print(guard.round(3).to_string())

@@ -179,3 +179,34 @@ def loss_history(model: TrainedModel) -> pd.DataFrame:
         if path.is_file():
             frames.append(pd.read_csv(path).assign(stage=stage))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# --------------------------------------------------------------------------- spec §8 #5: the fusion_norm guard
+
+GUARD_METRICS = ["MI", "Qabf", "SSIM"]
+
+
+def guard_data_set(profile: str) -> engine.DataSet:
+    """RoadScene ``val`` (21 pairs, never trained on); quick: its first two pairs, top-left 128²."""
+    if profile == "quick":
+        return engine.DataSet.split(PAPER, "val", QUICK_CROP, QUICK_FRAMES)
+    return engine.DataSet.split(PAPER, "val")
+
+
+def fusion_norm_guard(model: TrainedModel, profile: str, out: Path, verify: str | None = "sample",
+                      device: str = "cpu") -> tuple[pd.DataFrame, engine.RawResults]:
+    """Spec §8 #5: Eq. 3's three normalisations (and w/o A) of one trained model on RoadScene ``val``, mean of
+    MI, Qabf, SSIM per rule, and ``flag`` = softmax_channel's Qabf below half of ``none``'s (then the spec asks to
+    report it and use the val-best rule, recorded as a deviation)."""
+    from .model import RULES as AMFE_RULES
+
+    source = dataclasses.replace(engine.method_source(PAPER, weights=model.path, rules=AMFE_RULES, device=device),
+                                 key=f"amfe_{model.key}", checksum=model.checksum)
+    raw = engine.collect([source], [guard_data_set(profile)], AMFE_RULES, metrics=GUARD_METRICS,
+                         convention=CONVENTION, out=out, compute=profile != "eval",
+                         verify=verify if profile == "eval" else None)
+    means = raw.rows.groupby("rule", sort=False)[GUARD_METRICS].mean().reindex(list(AMFE_RULES))
+    means["flag"] = False
+    if {"softmax_channel", "none"} <= set(means.index):
+        means.loc["softmax_channel", "flag"] = bool(means.loc["softmax_channel", "Qabf"] < 0.5 * means.loc["none", "Qabf"])
+    return means, raw
