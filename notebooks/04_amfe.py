@@ -142,3 +142,20 @@ if not models:
 # %%
 if models:
     print(guard.round(3).to_string())
+
+# %% [markdown]
+# ## Table 2 — module ablations on the 25 TNO pairs (tno37 001–025 [A])
+# Rows we can build from the models present: Ours (base, `softmax_channel`), w/o A (base with W = 1, rule
+# `no_attention`: no retraining), w/o D and w/o S (their own trainings, variants `woD`, `woS`). Rows without a
+# trained model show the paper's numbers only. Quick: two 128² crops.
+
+# %% tags=["nbval-check-output"]
+table2, table2_raw = exp.table2(models, profile, out, verify if profile == "eval" else None, device)
+report.write_table(table2, out, "table2", "Table 2: ablations on the 25 TNO pairs (ours vs paper)", run)
+built = table2.dropna(subset=["ours_mean"])
+print("rows with our numbers:", sorted(set(built["method"])) or "none (no trained AMFE model)")
+if len(built):
+    print(checks.structure(built, ["method"], "ours_mean"))
+
+# %%
+print(table2.pivot_table(index="method", columns="metric", values=["reported", "ours_mean"], sort=False).round(3).to_string())

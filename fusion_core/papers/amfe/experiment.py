@@ -210,3 +210,45 @@ def fusion_norm_guard(model: TrainedModel, profile: str, out: Path, verify: str 
     if {"softmax_channel", "none"} <= set(means.index):
         means.loc["softmax_channel", "flag"] = bool(means.loc["softmax_channel", "Qabf"] < 0.5 * means.loc["none", "Qabf"])
     return means, raw
+
+
+# --------------------------------------------------------------------------- Table 2: the module ablations
+
+TABLE2_ROWS = {("base", AMFE_RULE): "Ours", ("base", "no_attention"): "Ours w/o A", ("woD", AMFE_RULE): "Ours w/o D",
+               ("woS", AMFE_RULE): "Ours w/o S"}  # (variant, rule) → the paper's row label
+
+
+def tno25(profile: str) -> engine.DataSet:
+    """The 25 TNO pairs (``splits/test_tno25.txt``) of Table 2 [A]; quick: the first two, top-left 128²."""
+    if profile == "quick":
+        return engine.DataSet.split(PAPER, "test_tno25", QUICK_CROP, QUICK_FRAMES)
+    return engine.DataSet.split(PAPER, "test_tno25")
+
+
+def table2(models: Sequence[TrainedModel], profile: str, out: Path, verify: str | None = "sample",
+           device: str = "cpu") -> tuple[pd.DataFrame, engine.RawResults]:
+    """Table 2 rows we can build from ``models`` (w/o A reuses base with the rule ``no_attention``): mean over
+    the 25 pairs of each row, next to the paper's (``report.side_by_side``; seeds averaged)."""
+    frames, raws = [], []
+    for m in models:
+        rules = tuple(r for (v, r) in TABLE2_ROWS if v == m.variant)
+        if not rules:
+            continue
+        source = dataclasses.replace(engine.method_source(PAPER, weights=m.path, rules=rules, device=device),
+                                     key=f"amfe_{m.key}", checksum=m.checksum)
+        raw = engine.collect([source], [tno25(profile)], rules, metrics=METRICS, convention=CONVENTION, out=out,
+                             compute=profile != "eval", verify=verify if profile == "eval" else None)
+        raws.append(raw)
+        long = raw.rows.melt(id_vars=["rule", "stem"], value_vars=METRICS, var_name="metric")
+        long["method"] = [TABLE2_ROWS[(m.variant, r)] for r in long["rule"]]
+        frames.append(long.groupby(["method", "metric"], sort=False)["value"].mean().reset_index().assign(seed=m.seed))
+    reported = report.load_reported(PAPER)
+    reported = reported[reported["table"] == "2"]
+    if not frames:
+        return report.side_by_side(reported, pd.DataFrame(columns=report.KEYS + ["ours_mean", "ours_std", "n"])), \
+            engine.RawResults(pd.DataFrame(), pd.DataFrame(columns=engine.CHECK_COLUMNS), [])
+    runs = pd.concat(frames, ignore_index=True).assign(table="2", dataset=reported["dataset"].iloc[0])
+    rows = pd.concat([r.rows for r in raws], ignore_index=True)
+    checks = pd.concat([r.checks for r in raws], ignore_index=True)
+    return report.side_by_side(reported, report.summarise(runs)), engine.RawResults(
+        rows, checks, [x for r in raws for x in r.missing])
