@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
+import torch
 
 from ... import engine, report
 from ...train import TrainedModel
@@ -252,3 +253,38 @@ def table2(models: Sequence[TrainedModel], profile: str, out: Path, verify: str 
     checks = pd.concat([r.checks for r in raws], ignore_index=True)
     return report.side_by_side(reported, report.summarise(runs)), engine.RawResults(
         rows, checks, [x for r in raws for x in r.missing])
+
+
+# --------------------------------------------------------------------------- Fig. 3: the edge-guided attention
+
+FIG3_PAIR = "tno37/032"  # Kaptein_1654 (IR/Vis) [A, spec §5.1: the teaser pair]
+
+
+def _stretch(x: torch.Tensor) -> torch.Tensor:
+    """Min–max to [0, 1] for display only."""
+    low, high = x.min(), x.max()
+    return (x - low) / (high - low) if high > low else torch.zeros_like(x)
+
+
+def attention_figure(model: TrainedModel, profile: str, device: str = "cpu"):
+    """Fig. 3 analogue: per source, the image, S(G(u)) (Eqs. 1–2), the channel mean of W and the fused result;
+    maps min–max stretched for display. Quick: top-left 128²."""
+    from ... import data
+    from .model import build, edge_map
+
+    dataset, stem = FIG3_PAIR.split("/")
+    images = data.load_pair({p.stem: p for p in data.list_pairs(dataset)}[stem])
+    ir, vis = images.ir, images.vis
+    if profile == "quick":
+        ir, vis = ir[..., :QUICK_CROP[0], :QUICK_CROP[1]], vis[..., :QUICK_CROP[0], :QUICK_CROP[1]]
+    fuser = build(weights=model.path, rule=AMFE_RULE, device=device)
+    with torch.inference_mode():
+        net = fuser.model
+        w_ir, w_vis = net.attention(ir.to(device)).mean(1, keepdim=True), net.attention(vis.to(device)).mean(1, keepdim=True)
+        fused = fuser(ir.to(device), vis.to(device))
+    rows = [[ir, _stretch(edge_map(ir)), _stretch(w_ir.cpu()), fused.cpu()],
+            [vis, _stretch(edge_map(vis)), _stretch(w_vis.cpu()), fused.cpu()]]
+    return report.image_grid(rows, ["IR", "VIS"], ["source u", "S(G(u)) (Eqs. 1-2)", "mean_c W (stretched)",
+                                                   "fused F"],
+                             title=f"Fig. 3 analogue: edge-guided attention, {FIG3_PAIR} (Kaptein_1654), "
+                                   f"AMFE {model.key} ({model.protocol} protocol)")
