@@ -174,3 +174,24 @@ for m in models[:1]:
     io.save_figure(fig, out / "fig3_attention_maps.png", dpi=80)
     plt.close(fig)
     print("fig3_attention_maps.png written")
+
+# %% [markdown]
+# ## Fig. 5 — stage-1 loss with and without the discriminator
+# Two stage-1 runs with the same seed and data (base: λ = 0.1; `nogan`: λ = 0); the curve is the part both
+# share, L_pixel + γ L_SSIM, per epoch. The paper's claim: the GAN run decreases faster and ends lower.
+
+# %% tags=["nbval-check-output"]
+curves = exp.stage1_histories(train.QUICK_DIR if profile == "quick" else train.CHECKPOINT_DIR,
+                              "quick" if profile == "quick" else (protocol or ("reduced" if profile == "eval" else "paper")))
+print("stage-1 runs found:", sorted(curves) or "none")
+if curves:
+    fig = exp.fig5(curves, f"Fig. 5 analogue ({profile} profile; natural-image corpus, not MS-COCO)")
+    io.save_figure(fig, out / "fig5_loss_curves.png", dpi=80)
+    plt.close(fig)
+    io.write_csv(out / "fig5_losses.csv", pd.concat([h.assign(variant=v) for v, h in curves.items()]))
+if set(curves) != {"base", "nogan"}:
+    print("Fig. 5 comparison: not yet computed (needs both stage-1 runs; see README Status)")
+
+# %%
+for variant, history in curves.items():
+    print(variant, "recon first/last:", round(float(history["recon"].iloc[0]), 3), round(float(history["recon"].iloc[-1]), 3))

@@ -331,3 +331,14 @@ def test_table1_averages_frames_per_sequence_and_labels_columns():
     compared = experiment.against_paper(table)
     assert compared.loc[("Nato", "MI"), "paper CBF (CBF)"] == 1.43
     assert compared.loc[("Nato", "MI"), "paper Ours (MFEIF (released journal weights))"] == 2.44
+
+
+def test_fuse_rules_encodes_once_and_agrees_with_fuse_rule_by_rule():
+    net = AMFE().eval()
+    ir, vis = torch.rand(1, 1, 20, 22), torch.rand(1, 1, 20, 22)
+    with torch.no_grad():
+        joint = net.fuse_rules(ir, vis, ["softmax_channel", "none", "no_attention"])
+        for rule, fused in joint.items():
+            assert torch.allclose(fused, net.fuse(ir, vis, rule), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown amfe rule"):
+        net.fuse_rules(ir, vis, ["max"])

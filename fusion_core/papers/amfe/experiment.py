@@ -288,3 +288,36 @@ def attention_figure(model: TrainedModel, profile: str, device: str = "cpu"):
                                                    "fused F"],
                              title=f"Fig. 3 analogue: edge-guided attention, {FIG3_PAIR} (Kaptein_1654), "
                                    f"AMFE {model.key} ({model.protocol} protocol)")
+
+
+# --------------------------------------------------------------------------- Fig. 5: GAN vs no-GAN stage 1
+
+def stage1_histories(checkpoint_dir: Path, protocol: str, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """The stage-1 loss histories of ``base`` (with discriminator) and ``nogan`` (λ = 0) that exist."""
+    from .train import checkpoint_name
+
+    found = {}
+    for variant in ("base", "nogan"):
+        path = Path(checkpoint_dir) / f"{checkpoint_name(protocol, variant, seed, stage=1)}_history.csv"
+        if path.is_file():
+            found[variant] = pd.read_csv(path)
+    return found
+
+
+def fig5(histories: dict[str, pd.DataFrame], title: str):
+    """Fig. 5 analogue: L_pixel + γ L_SSIM (``recon``, the part both runs share) per epoch, GAN vs no GAN."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    labels = {"base": "with discriminator (λ = 0.1)", "nogan": "without discriminator (λ = 0)"}
+    for variant, history in histories.items():
+        ax.plot(history["epoch"], history["recon"], marker="o", ms=3, label=labels[variant])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("L_pixel + γ L_SSIM")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

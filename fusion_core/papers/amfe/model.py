@@ -274,19 +274,29 @@ class AMFE(nn.Module):
 
     def fuse(self, ir: torch.Tensor, vis: torch.Tensor, rule: str = DEFAULT_RULE) -> torch.Tensor:
         """Eq. 3 then Eq. 4: the raw (unclamped) fused image."""
-        if rule not in RULES:
-            raise ValueError(f"unknown amfe rule '{rule}'; known: {', '.join(RULES)}")
+        return self.fuse_rules(ir, vis, [rule])[rule]
+
+    def fuse_rules(self, ir: torch.Tensor, vis: torch.Tensor, rules) -> dict[str, torch.Tensor]:
+        """The fused image of each rule, encoding the pair (extractor, attention) once."""
+        unknown = [r for r in rules if r not in RULES]
+        if unknown:
+            raise ValueError(f"unknown amfe rule(s) {unknown}; known: {', '.join(RULES)}")
         if ir.shape != vis.shape:
             raise ValueError(f"ir {tuple(ir.shape)} and vis {tuple(vis.shape)} differ in shape")
         f_ir, s_ir = self.extractor(ir)
         f_vis, s_vis = self.extractor(vis)
-        if rule == "no_attention":  # w/o A: W_ir = W_vis = 1, then the default normalisation
-            fused = attention_fusion(f_ir, f_vis, torch.ones_like(f_ir), torch.ones_like(f_vis), DEFAULT_RULE)
-        else:
-            fused = attention_fusion(f_ir, f_vis, self.attention(ir), self.attention(vis), rule)
         scale = 0.5 if self.skip_fuse == "mean" else 1.0
         skips = [scale * (a + b) for a, b in zip(s_ir, s_vis)] if self.skips else None
-        return self.decoder(fused, skips)
+        weights = None
+        out = {}
+        for rule in rules:
+            if rule == "no_attention":  # w/o A: W_ir = W_vis = 1, then the default normalisation
+                fused = attention_fusion(f_ir, f_vis, torch.ones_like(f_ir), torch.ones_like(f_vis), DEFAULT_RULE)
+            else:
+                weights = weights or (self.attention(ir), self.attention(vis))
+                fused = attention_fusion(f_ir, f_vis, weights[0], weights[1], rule)
+            out[rule] = self.decoder(fused, skips)
+        return out
 
 
 class Discriminator(nn.Module):
@@ -367,7 +377,12 @@ def build(weights=None, rule=None, device="cpu"):
         with torch.inference_mode():
             return model.fuse(ir, vis, rule).clamp(0, 1)
 
+    def fuse_rules(ir: torch.Tensor, vis: torch.Tensor, rules) -> dict[str, torch.Tensor]:
+        with torch.inference_mode():
+            return {r: f.clamp(0, 1) for r, f in model.fuse_rules(ir, vis, list(rules)).items()}
+
     fuse.model = model  # type: ignore[attr-defined]
+    fuse.fuse_rules = fuse_rules  # type: ignore[attr-defined]  (engine.method_source: one encoding per pair)
     return fuse
 
 

@@ -18,7 +18,7 @@ the other 21, and their high-resolution frames are ``stage1_val.txt``, kept out 
 Protocols (:data:`PROTOCOLS`): ``paper`` — 256² crops, batch 16, Adam 1e-4, stage 1 10 epochs × 25,000 crops
 (15,630 iterations), stage 2 20 epochs × 4,000 crops (5,000 iterations) (the spec's reading; the paper states
 only crop, batch and learning rate); ``reduced`` — the CPU stand-in whose checkpoint the repository commits: 96²
-crops, batch 8, Adam 1e-3, stage 1 5 epochs × 800 crops (500 iterations), stage 2 4 epochs × 400 crops (200
+crops, batch 8, Adam 1e-3, stage 1 20 epochs × 200 crops (500 iterations), stage 2 8 epochs × 200 crops (200
 iterations), measured times in README; ``quick`` — seconds, proves the code path, its numbers mean nothing.
 """
 from __future__ import annotations
@@ -67,8 +67,8 @@ PROTOCOLS = {
                       stage2_crops=16, corpus_limit=6, pairs_limit=4),
     # CPU stand-in (README "Status" gives its measured s/iteration and wall time): 96² crops, batch 8, Adam 1e-3
     # (the paper's 1e-4 barely moves in 900 iterations), stage 1 500 iterations, stage 2 200 iterations.
-    "reduced": Protocol(crop=96, batch_size=8, lr=1e-3, stage1_epochs=5, stage1_crops=800, stage2_epochs=4,
-                        stage2_crops=400),
+    "reduced": Protocol(crop=96, batch_size=8, lr=1e-3, stage1_epochs=20, stage1_crops=200, stage2_epochs=8,
+                        stage2_crops=200),
     "paper": Protocol(crop=256, batch_size=16, lr=1e-4, stage1_epochs=10, stage1_crops=25_000, stage2_epochs=20,
                       stage2_crops=4_000),
 }
@@ -264,10 +264,11 @@ def train_stage2(protocol: str, seed: int, out: Path, variant: str, device: str,
 
 
 def train_model(protocol: str = "quick", seed: int = 0, out: str | Path = CHECKPOINT_DIR, variant: str = "base",
-                device: str = "cpu", progress: bool = True, max_minutes: float | None = None
-                ) -> tuple[Path, pd.DataFrame]:
-    """Both stages (or what fits in ``max_minutes``; rerun to resume). Returns the last checkpoint written (the
-    stage-2 fusion model when done) and the per-epoch history of both stages (column ``stage``)."""
+                device: str = "cpu", progress: bool = True, max_minutes: float | None = None,
+                stage1_only: bool = False) -> tuple[Path, pd.DataFrame]:
+    """Both stages (or what fits in ``max_minutes``; rerun to resume; ``stage1_only``: the auto-encoder alone, e.g.
+    the ``nogan`` run of Fig. 5). Returns the last checkpoint written (the stage-2 fusion model when done) and the
+    per-epoch history of both stages (column ``stage``)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol '{protocol}' is not one of {sorted(PROTOCOLS)}")
     if variant not in VARIANTS:
@@ -277,7 +278,7 @@ def train_model(protocol: str = "quick", seed: int = 0, out: str | Path = CHECKP
     budget = None if max_minutes is None else 60.0 * max_minutes
     stage1, first = train_stage1(protocol, seed, out, variant, device, progress, budget)
     done, total = progress_of(stage1) or (0, 1)
-    if done < total:
+    if done < total or stage1_only:
         return stage1, first.assign(stage=1)
     left = None if budget is None else max(1.0, budget - (time.perf_counter() - started))
     stage2, second = train_stage2(protocol, seed, out, variant, device, progress, left, stage1)
@@ -333,6 +334,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 for a job sharing the CPU)")
     parser.add_argument("--max-minutes", type=float, help="stop after the last epoch that fits; rerun to resume")
+    parser.add_argument("--stage1-only", action="store_true", help="train the stage-1 auto-encoder only (Fig. 5)")
     parser.add_argument("--write-splits", action="store_true", help="rewrite splits/*.txt and exit")
     args = parser.parse_args(argv)
     if args.write_splits:
@@ -342,11 +344,11 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoint, _ = train_model(args.protocol, args.seed, args.out, args.variant, args.device,
-                                max_minutes=args.max_minutes)
+                                max_minutes=args.max_minutes, stage1_only=args.stage1_only)
     done, total = progress_of(checkpoint)
     stage2 = checkpoint.name == f"{checkpoint_name(args.protocol, args.variant, args.seed)}.pt"
     print(f"{checkpoint}: {done}/{total} epochs ({'stage 2' if stage2 else 'stage 1'})")
-    return 0 if stage2 and done == total else INCOMPLETE
+    return 0 if done == total and (stage2 or args.stage1_only) else INCOMPLETE
 
 
 if __name__ == "__main__":
