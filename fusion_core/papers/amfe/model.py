@@ -386,5 +386,5 @@ def build(weights=None, rule=None, device="cpu"):
     return fuse
 
 
-describe(PAPER, "learned", "AMFE (paper 004, anonymised) 2020", rules=RULES, default_weights=default_weights)
+describe(PAPER, "learned", "AMFE (paper 004, anonymised; year not stated)", rules=RULES, default_weights=default_weights)
 METHODS.register(PAPER)(build)
