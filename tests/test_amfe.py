@@ -56,7 +56,8 @@ def test_parameter_counts_match_the_spec():
         41_776, 196_288, 78_769)
     assert count_parameters(Extractor("sequential")) == 138_832
     # spec §2.7 says 388,097: the same network without the 896 BatchNorm scale/shift parameters
-    bn = sum(p.numel() for m in Discriminator().modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
+    bn = sum(p.numel() for m in Discriminator().modules() if isinstance(m, torch.nn.BatchNorm2d)
+             for p in m.parameters())
     assert count_parameters(Discriminator()) == 388_993 and count_parameters(Discriminator()) - bn == 388_097
 
 
@@ -321,7 +322,8 @@ def test_discover_finds_complete_stage2_models_only(tmp_path):
 def test_table1_averages_frames_per_sequence_and_labels_columns():
     import pandas as pd
 
-    rows = pd.DataFrame([{"source": s, "rule": r, "role": role, "stem": str(k), **{m: v + k for m in experiment.METRICS}}
+    rows = pd.DataFrame([{"source": s, "rule": r, "role": role, "stem": str(k),
+                          **{m: v + k for m in experiment.METRICS}}
                          for s, r, v in (("cbf", "-", 1.0), ("mfeif", "code", 2.0))
                          for role in experiment.SEQUENCES for k in (0, 1)])
     table = experiment.table1(rows)

@@ -209,7 +209,8 @@ def fusion_norm_guard(model: TrainedModel, profile: str, out: Path, verify: str 
     means = raw.rows.groupby("rule", sort=False)[GUARD_METRICS].mean().reindex(list(AMFE_RULES))
     means["flag"] = False
     if {"softmax_channel", "none"} <= set(means.index):
-        means.loc["softmax_channel", "flag"] = bool(means.loc["softmax_channel", "Qabf"] < 0.5 * means.loc["none", "Qabf"])
+        half_of_none = 0.5 * means.loc["none", "Qabf"]
+        means.loc["softmax_channel", "flag"] = bool(means.loc["softmax_channel", "Qabf"] < half_of_none)
     return means, raw
 
 
@@ -280,7 +281,8 @@ def attention_figure(model: TrainedModel, profile: str, device: str = "cpu"):
     fuser = build(weights=model.path, rule=AMFE_RULE, device=device)
     with torch.inference_mode():
         net = fuser.model
-        w_ir, w_vis = net.attention(ir.to(device)).mean(1, keepdim=True), net.attention(vis.to(device)).mean(1, keepdim=True)
+        w_ir = net.attention(ir.to(device)).mean(1, keepdim=True)
+        w_vis = net.attention(vis.to(device)).mean(1, keepdim=True)
         fused = fuser(ir.to(device), vis.to(device))
     rows = [[ir, _stretch(edge_map(ir)), _stretch(w_ir.cpu()), fused.cpu()],
             [vis, _stretch(edge_map(vis)), _stretch(w_vis.cpu()), fused.cpu()]]

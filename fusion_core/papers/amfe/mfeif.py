@@ -119,7 +119,8 @@ class MFEIF(nn.Module):
         if rule not in RULES:
             raise ValueError(f"unknown mfeif rule '{rule}'; known: {', '.join(RULES)}")
         if ir.ndim != 4 or ir.shape[1] != 1 or ir.shape != vis.shape:
-            raise ValueError(f"expected two N×1×H×W images of one shape, got {tuple(ir.shape)} and {tuple(vis.shape)}")
+            raise ValueError(f"expected two N×1×H×W images of one shape, got {tuple(ir.shape)} and "
+                             f"{tuple(vis.shape)}")
         f_ir, s48_ir, s32_ir = self.ext(ir)
         f_vis, s48_vis, s32_vis = self.ext(vis)
         z = f_ir * self.att(ir) + f_vis * self.att(vis)
