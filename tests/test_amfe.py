@@ -344,3 +344,23 @@ def test_fuse_rules_encodes_once_and_agrees_with_fuse_rule_by_rule():
             assert torch.allclose(fused, net.fuse(ir, vis, rule), atol=1e-6)
     with pytest.raises(ValueError, match="unknown amfe rule"):
         net.fuse_rules(ir, vis, ["max"])
+
+
+@pytest.mark.slow
+def test_fuse_cli_amfe_uses_the_committed_reduced_checkpoint_by_default(data_root, tmp_path):
+    import shutil
+
+    from fusion_core import cli
+    from fusion_core.papers.amfe.model import DEFAULT_WEIGHTS
+
+    if not DEFAULT_WEIGHTS.is_file():
+        pytest.skip(f"{DEFAULT_WEIGHTS}: no committed reduced AMFE checkpoint")
+    assert train.progress_of(DEFAULT_WEIGHTS) == (8, 8)  # the complete stage-2 run of the reduced protocol
+    pair = data.list_pairs("tno_tree")[0]
+    for side in ("ir", "vis"):
+        (tmp_path / side).mkdir()
+        shutil.copy(getattr(pair, side), tmp_path / side / f"{pair.stem}.png")
+    assert cli.main(["fuse", "--method", "amfe", "--ir", str(tmp_path / "ir"), "--vis", str(tmp_path / "vis"),
+                     "--out", str(tmp_path / "out")]) == 0
+    written = data.read_grey(tmp_path / "out" / f"{pair.stem}.png")
+    assert written.shape == data.load_pair(pair).ir.shape and 0 < float(written.std())
