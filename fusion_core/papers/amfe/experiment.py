@@ -316,7 +316,7 @@ def fig5(histories: dict[str, pd.DataFrame], title: str):
     fig, ax = plt.subplots(figsize=(5, 3.2))
     labels = {"base": "with discriminator (λ = 0.1)", "nogan": "without discriminator (λ = 0)"}
     for variant, history in histories.items():
-        ax.plot(history["epoch"], history["recon"], marker="o", ms=3, label=labels[variant])
+        ax.plot(history["epoch"], history["recon"], marker="o", ms=3, label=f"{labels[variant]}, {len(history)} epochs")
     ax.set_xlabel("epoch")
     ax.set_ylabel("L_pixel + γ L_SSIM")
     ax.set_title(title, fontsize=9)
