@@ -200,4 +200,4 @@ def test_help_lists_methods_and_conventions(capsys):
         cli.main(["compare", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert stop.value.code == 0
-    assert "from: adf, average, cbf" in text and "res2netfuse" in text and "one of: amfe" in text and "tang" in text
+    assert "from: adf, amfe, average, cbf" in text and "res2netfuse" in text and "one of: amfe" in text and "tang" in text
