@@ -40,21 +40,24 @@ SUBSTITUTES = [
 # --------------------------------------------------------------------------- Fig. 2 as a model summary
 
 def model_summary(model: SAVFNet, size: int = 64) -> pd.DataFrame:
-    """One row per direct child of the main network and of its frozen columns: output shape of a forward pass on a
-    ``size``² pair (N = 1), trainable and frozen parameters. The rows sum to the whole network."""
+    """One row per direct child of the main network and of its frozen attention column: output shape(s) of a forward
+    pass on a ``size``² pair (N = 1; the backbone's five stages separated by "/"), trainable and frozen parameters.
+    The rows sum to the whole network except EnhanceNet's decoder, which the main task does not run."""
     rows, shapes = [], {}
     watched: list[tuple[str, nn.Module]] = []
     for name, child in model.named_children():
-        if isinstance(child, nn.Module) and name in ("attention",):
+        if name == "attention" and child is not None:
             watched += [(f"attention.{n}", c) for n, c in child.named_children()]
-        elif isinstance(child, nn.Module):
+        elif name == "enhance":
+            watched.append(("enhance (encoder E)", child.encoders[0]))  # the main net uses E only (F_Enhance)
+        elif child is not None:
             watched.append((name, child))
     hooks = []
     for name, module in watched:
         def hook(_m, _inputs, output, name=name):
-            out = output[0] if isinstance(output, (list, tuple)) else output
-            out = out["F_S"] if isinstance(out, dict) else out
-            shapes.setdefault(name, "x".join(str(s) for s in out.shape[1:]))
+            outs = output if isinstance(output, (list, tuple)) else [output]  # the backbone returns its five stages
+            text = " / ".join("x".join(str(s) for s in o.shape[1:]) for o in outs)
+            shapes.setdefault(name, text)
         hooks.append(module.register_forward_hook(hook))
     try:
         with torch.inference_mode():
@@ -141,3 +144,58 @@ def attention_table(model: TrainedModel, profile: str, device: str = "cpu") -> p
 def attention_summary(per_pair: pd.DataFrame) -> pd.DataFrame:
     """Mean over the held-out pairs per predictor."""
     return per_pair.groupby("predictor", sort=False)[["MAE", "maxF", "IoU"]].mean().reset_index()
+
+
+# --------------------------------------------------------------------------- Fig. 1 / Fig. 4: one pair through both variants
+
+def fuse_example(models: Sequence[TrainedModel], pair: data.Pair, crop: int | None = None,
+                 device: str = "cpu") -> dict[str, torch.Tensor]:
+    """IR, VIS, F_S, OURS, OURS+ and the composite display (spec §2.7) of one pair (``crop``: its top-left crop²)."""
+    from .model import composite
+    from .train import METHOD_OF_VARIANT
+
+    images = data.load_pair(pair)
+    ir, vis = images.ir, images.vis
+    if crop is not None:
+        ir, vis = ir[..., :crop, :crop], vis[..., :crop, :crop]
+    out = {"IR": ir, "VIS": vis}
+    nets = {METHOD_OF_VARIANT[m.variant]: load_checkpoint(m.path, device, expect="SAVFNet") for m in models}
+    with torch.inference_mode():
+        if "savf" in nets:
+            from .model import pad_to_multiple
+            (ir_p, (h, w)), (vis_p, _) = pad_to_multiple(ir.to(device)), pad_to_multiple(vis.to(device))
+            out["F_S"] = nets["savf"].attention(ir_p, vis_p)["F_S"][..., :h, :w].cpu()
+            out["OURS+"] = nets["savf"].fuse(ir.to(device), vis.to(device)).cpu()
+        if "savf_noatt" in nets:
+            out["OURS"] = nets["savf_noatt"].fuse(ir.to(device), vis.to(device)).cpu()
+        if "F_S" in out and "OURS" in out:
+            out["OURS+ composite"] = composite(out["OURS+"], out["OURS"], out["F_S"])
+    return out
+
+
+def histories(model: TrainedModel) -> dict[str, pd.DataFrame]:
+    """The loss history of every stage of ``model``'s run (the attention stage only for OURS+)."""
+    from .train import stage_history
+
+    stages = ["enhance"] + (["attention"] if model.variant == "base" else []) + ["main"]
+    return {stage: stage_history(model, stage) for stage in stages}
+
+
+def plot_histories(runs: dict[str, dict[str, pd.DataFrame]], title: str):
+    """One panel per stage: the total loss per epoch of each run (OURS+, OURS)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = ["enhance", "attention", "main"]
+    fig, axes = plt.subplots(1, 3, figsize=(10, 2.8))
+    for ax, stage in zip(axes, stages):
+        for label, run in runs.items():
+            if stage in run and len(run[stage]):
+                ax.plot(run[stage]["epoch"], run[stage]["total"], marker="o", ms=3, label=label)
+        ax.set_title(stage), ax.set_xlabel("epoch"), ax.set_ylabel("L_f")
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
