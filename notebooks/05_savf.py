@@ -43,7 +43,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from fusion_core import data, io, report
+from fusion_core import checks, data, io, report
 from fusion_core.papers.savf import experiment as exp
 from fusion_core.papers.savf import model as savf_model
 from fusion_core.papers.savf import train
@@ -147,7 +147,32 @@ else:
     print("example figure: not computed (no trained model)")
 
 # %% [markdown]
-# ## Figs. 9 / 10 (objective metrics) and Fig. 11 (MOS)
-# Not yet computed (see README status): the metric charts over `test_tno` and `test_vifb` (convention `savf`: EN,
-# CPBD, JNB, VIF, AG, SSIM, MI) and the MOS rating tool are later work. The paper's own values are not in its text,
-# so there will be no reported-vs-ours comparison; MOS scores are never invented.
+# ## Figs. 9 / 10 substitute — objective metrics on the two IR-VIS test sets
+# Convention `savf` (spec §5.2: EN, CPBD, JNB, VIF = VIFp averaged, AG, SSIM averaged, MI summed in bits) per pair,
+# for OURS+, OURS and the competitors of the paper's list that the repository implements (DTCWT, GTF, MSVD, LP, RP,
+# Wavelet = `dwt`, CBF: our Python re-implementations, not the authors' MATLAB codes; CVT, LPSR, DSIFT, JSR, CNN,
+# DL, FZL, FusionGAN and IFCNN are not run). Test sets: `test_tno` (tno42 without the 20 attention-training scenes,
+# 22 pairs) and `test_vifb` (vifb21). The paper's values are not in its text: no reported column. `quick`: two pairs
+# of each set, top-left 128². `eval`: the committed raw files, one pair per source and set re-fused and compared.
+
+# %%
+raw = exp.fusion_metrics(models, profile, out, verify=verify, device=device) if models else None
+if raw is not None:
+    metrics = exp.metrics_table(raw.rows)
+    report.write_table(metrics, out, "fig09_10_metrics", "Figs. 9/10 substitute: convention savf, mean and std over the "
+                       "test pairs (no paper values exist)", {"profile": profile, "protocol": ", ".join(trained_with)})
+    print(metrics.pivot_table(index=["role", "method"], columns="metric", values="mean", sort=False)
+          [exp.METRICS].round(3).to_string())
+else:
+    print("objective metrics: not yet computed (no committed checkpoint; see README status)")
+
+# %% tags=["nbval-check-output"]
+if raw is not None:
+    print("raw rows per test set and source:", raw.rows.groupby(["role", "source"], sort=False).size().to_dict())
+    print("metrics outside their possible range:", checks.out_of_range(raw.rows, "value", metric=None) or "none")
+    print("verification ok:", raw.ok, "| missing raw files:", len(raw.missing))
+
+# %% [markdown]
+# ## Fig. 11 — MOS
+# Not computed: it needs human raters (the paper: 10). A rating tool is later work (README status); scores are
+# never invented.

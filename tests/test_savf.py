@@ -163,7 +163,7 @@ def test_fusion_loss_is_the_weighted_sum_and_main_loss_averages_the_two_referenc
     assert float(t["total"]) == pytest.approx(float((t["ssim"] + 2 * t["perceptual"] + 3 * t["edge"]).detach()), rel=1e-6)
     main = loss.MainLoss(loss.relu2_2(backbone))
     a, b = main.lf.terms(p, r), main.lf.terms(p, 1 - r)
-    assert float(main.fused_terms(p, r, 1 - r)["total"]) == pytest.approx(0.5 * float(a["total"] + b["total"]), rel=1e-6)
+    assert float(main.fused_terms(p, r, 1 - r)["total"]) == pytest.approx(0.5 * float((a["total"] + b["total"]).detach()), rel=1e-6)
     with pytest.raises(ValueError, match="perceptual"):
         loss.FusionLoss(w_perceptual=1.0)
 

@@ -199,3 +199,56 @@ def plot_histories(runs: dict[str, dict[str, pd.DataFrame]], title: str):
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- Figs. 9 / 10: objective metrics
+
+# The paper's competitors we can run (Sec. 5.3 list ∩ the registered classical methods; "Wavelet" = dwt).
+BASELINES = {"CVT": None, "DTCWT": "dtcwt", "GTF": "gtf", "MSVD": "msvd", "LP": "lp", "LPSR": None, "RP": "rp",
+             "Wavelet": "dwt", "DSIFT": None, "CBF": "cbf", "JSR": None, "CNN": None, "DL": None, "FZL": None,
+             "FusionGAN": None, "IFCNN": None}
+QUICK_CROP, QUICK_PAIRS = (128, 128), 2
+TEST_ROLES = ("test_tno", "test_vifb")
+
+
+def test_sets(profile: str) -> list:
+    """``test_tno`` (22 pairs) and ``test_vifb`` (21); quick: the first two pairs of each, top-left 128²."""
+    from ... import engine
+
+    if profile == "quick":
+        return [engine.DataSet.split(PAPER, role, QUICK_CROP, QUICK_PAIRS) for role in TEST_ROLES]
+    return [engine.DataSet.split(PAPER, role) for role in TEST_ROLES]
+
+
+def sources(models: Sequence[TrainedModel], baselines: Sequence[str] | None = None, device: str = "cpu") -> list:
+    """One source per trained SAVF model (``savf``: OURS+, ``savf_noatt``: OURS; no fusion rule) and per runnable
+    competitor of the paper's list (classical re-implementations, not the authors' MATLAB codes)."""
+    import dataclasses
+
+    from ... import engine
+    from .train import METHOD_OF_VARIANT
+
+    ours = [dataclasses.replace(engine.method_source(METHOD_OF_VARIANT[m.variant], weights=m.path, device=device),
+                                key=m.key, rules=None, labels={"variant": m.variant, "seed": m.seed}) for m in models]
+    chosen = [name for name in (baselines if baselines is not None else BASELINES) if BASELINES.get(name)]
+    return ours + [engine.method_source(BASELINES[name]) for name in chosen]
+
+
+def fusion_metrics(models: Sequence[TrainedModel], profile: str, out, verify: str | None = "sample",
+                   baselines: Sequence[str] | None = None, device: str = "cpu"):
+    """Per-image rows of the convention ``savf`` metrics for every source on both test sets (quick and full compute
+    what is missing; eval reads the committed raw files and re-fuses ``verify``'s sample)."""
+    from ... import engine
+
+    computing = profile != "eval"
+    return engine.collect(sources(models, baselines, device), test_sets(profile), [None], metrics=METRICS,
+                          convention=CONVENTION, out=out, compute=computing, verify=None if computing else verify)
+
+
+def metrics_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over the pairs of each test set, per source and metric (OURS / OURS+ named as in the paper)."""
+    names = {"base_seed0": "OURS+ (savf)", "noatt_seed0": "OURS (savf_noatt)"}
+    long = rows.melt(id_vars=["source", "role", "stem"], value_vars=[m for m in METRICS if m in rows], var_name="metric")
+    long["method"] = long["source"].map(lambda s: names.get(s, s))
+    table = long.groupby(["role", "method", "metric"], sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
+    return table.rename(columns={"count": "pairs"})

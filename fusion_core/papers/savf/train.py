@@ -264,13 +264,14 @@ def train_model(protocol: str = "quick", seed: int = 0, out: str | Path = CHECKP
 # --------------------------------------------------------------------------- the models of a notebook profile
 
 def plan(profile: str, protocol: str | None = None) -> tuple[str, Path]:
-    """(protocol, checkpoint folder) of a notebook profile: quick trains its own under build/quick/; eval and
-    full use ``checkpoints/savf/`` with the ``reduced`` protocol unless another is named."""
+    """(protocol, checkpoint folder) of a notebook profile: quick trains its own under build/quick/; eval reads
+    ``checkpoints/savf/`` (default protocol ``reduced``, the committed CPU models); full trains there (default
+    ``paper``, the GPU recipe)."""
     if profile == "quick":
         return "quick", QUICK_DIR
     if profile not in ("eval", "full"):
         raise ValueError(f"unknown profile '{profile}' (quick, eval, full)")
-    return protocol or "reduced", CHECKPOINT_DIR
+    return protocol or ("reduced" if profile == "eval" else "paper"), CHECKPOINT_DIR
 
 
 def discover(checkpoint_dir: str | Path, protocol: str, seeds: Sequence[int] = (0,)) -> list[TrainedModel]:
