@@ -159,11 +159,12 @@ def test_fusion_loss_is_the_weighted_sum_and_main_loss_averages_the_two_referenc
     backbone = model.build_backbone(model.model_config(**REDUCED))
     lf = loss.FusionLoss(1.0, 2.0, 3.0, features=loss.relu2_2(backbone))
     p, r = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
+    backbone.requires_grad_(False)
     t = lf.terms(p, r)
-    assert float(t["total"]) == pytest.approx(float((t["ssim"] + 2 * t["perceptual"] + 3 * t["edge"]).detach()), rel=1e-6)
+    assert float(t["total"]) == pytest.approx(float(t["ssim"] + 2 * t["perceptual"] + 3 * t["edge"]), rel=1e-6)
     main = loss.MainLoss(loss.relu2_2(backbone))
     a, b = main.lf.terms(p, r), main.lf.terms(p, 1 - r)
-    assert float(main.fused_terms(p, r, 1 - r)["total"]) == pytest.approx(0.5 * float((a["total"] + b["total"]).detach()), rel=1e-6)
+    assert float(main.fused_terms(p, r, 1 - r)["total"]) == pytest.approx(0.5 * float(a["total"] + b["total"]), rel=1e-6)
     with pytest.raises(ValueError, match="perceptual"):
         loss.FusionLoss(w_perceptual=1.0)
 
@@ -256,3 +257,22 @@ def test_quick_protocol_trains_both_variants_and_reuses_the_shared_stages(tmp_pa
     assert [m.variant for m in found] == ["base", "noatt"]
     summary = experiment.attention_summary(experiment.attention_table(found[0], "quick"))
     assert list(summary["predictor"]) == ["savf F_S", "IR intensity"] and summary[["MAE", "IoU"]].le(1).all().all()
+
+
+def test_engine_scores_a_rule_less_savf_source_and_reads_it_back(tmp_path, data_root):
+    from fusion_core import engine
+    from fusion_core.train import trained_model
+
+    weights = _saved(tmp_path, False)
+    model_ = trained_model(weights, "savf", "noatt", 0, "quick")
+    tno = engine.DataSet.split("savf", "test_tno", crop=(48, 64), max_pairs=1)
+    sources = experiment.sources([model_], baselines=["LP", "CNN"])  # CNN has no implementation: left out
+    assert [s.key for s in sources] == ["noatt_seed0", "lp"] and sources[0].rules is None
+    first = engine.collect(sources, [tno], [None], metrics=["EN", "SSIM"], convention="savf", out=tmp_path / "r",
+                           compute=True, verify=None)
+    assert len(first.rows) == 2 and not first.missing
+    again = engine.collect(sources, [tno], [None], metrics=["EN", "SSIM"], convention="savf", out=tmp_path / "r",
+                           compute=False, verify="sample")
+    assert again.ok and len(again.checks) == 2
+    table = experiment.metrics_table(again.rows)
+    assert set(table["method"]) == {"OURS (savf_noatt)", "lp"} and (table["pairs"] == 1).all()
