@@ -276,3 +276,13 @@ def test_engine_scores_a_rule_less_savf_source_and_reads_it_back(tmp_path, data_
     assert again.ok and len(again.checks) == 2
     table = experiment.metrics_table(again.rows)
     assert set(table["method"]) == {"OURS (savf_noatt)", "lp"} and (table["pairs"] == 1).all()
+
+
+def test_target_contrast_known_answer():
+    label = torch.zeros(1, 1, 4, 4)
+    label[..., 0, 0] = 1
+    image = torch.full((1, 1, 4, 4), 0.25)
+    image[..., 0, 0] = 0.75
+    assert experiment.target_contrast(image, label) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="label"):
+        experiment.target_contrast(image, torch.zeros(1, 1, 4, 4))
