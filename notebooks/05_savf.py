@@ -163,6 +163,10 @@ if raw is not None:
                        "test pairs (no paper values exist)", {"profile": profile, "protocol": ", ".join(trained_with)})
     print(metrics.pivot_table(index=["role", "method"], columns="metric", values="mean", sort=False)
           [exp.METRICS].round(3).to_string())
+    for number, role in ((9, "test_tno"), (10, "test_vifb")):
+        fig = exp.plot_metrics(metrics, role, f"Fig. {number} substitute: {role} ({profile}), mean ± std over pairs")
+        io.save_figure(fig, out / f"fig{number:02d}_metrics_{role}.png", dpi=80)
+        plt.close(fig)
 else:
     print("objective metrics: not yet computed (no committed checkpoint; see README status)")
 

@@ -307,3 +307,24 @@ def mos(ratings: pd.DataFrame) -> pd.DataFrame:
     per_image = ratings.groupby(["dataset", "method", "image"], sort=False)["score"].apply(trimmed).reset_index()
     table = per_image.groupby(["dataset", "method"], sort=False)["score"].agg(["mean", "count"]).reset_index()
     return table.rename(columns={"mean": "MOS", "count": "images"})
+
+
+def plot_metrics(table: pd.DataFrame, role: str, title: str):
+    """Fig. 9/10 substitute: one bar chart per metric (mean ± std over the pairs of ``role``), methods in table order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    part = table[table["role"] == role]
+    metrics = [m for m in METRICS if m in set(part["metric"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.2 * len(metrics), 3.0), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        rows = part[part["metric"] == metric]
+        colours = ["tab:red" if m.startswith("OURS") else "tab:grey" for m in rows["method"]]
+        ax.bar(range(len(rows)), rows["mean"], yerr=rows["std"].fillna(0), color=colours, capsize=2)
+        ax.set_xticks(range(len(rows)), [m.split(" ")[0] for m in rows["method"]], rotation=90, fontsize=7)
+        ax.set_title(metric, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
