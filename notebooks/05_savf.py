@@ -151,7 +151,8 @@ else:
 # Convention `savf` (spec §5.2: EN, CPBD, JNB, VIF = VIFp averaged, AG, SSIM averaged, MI summed in bits) per pair,
 # for OURS+, OURS and the competitors of the paper's list that the repository implements (DTCWT, GTF, MSVD, LP, RP,
 # Wavelet = `dwt`, CBF: our Python re-implementations, not the authors' MATLAB codes; CVT, LPSR, DSIFT, JSR, CNN,
-# DL, FZL, FusionGAN and IFCNN are not run). Test sets: `test_tno` (tno42 without the 20 attention-training scenes,
+# DL, FZL, FusionGAN and IFCNN are not run; on `test_vifb` only, the VIFB benchmark's released fused images of CNN,
+# DL (`DLF`) and IFCNN are scored as "VIFB reference output" columns, grey by BT.601 luma). Test sets: `test_tno` (tno42 without the 20 attention-training scenes,
 # 22 pairs) and `test_vifb` (vifb21). The paper's values are not in its text: no reported column. `quick`: two pairs
 # of each set, top-left 128². `eval`: the committed raw files, one pair per source and set re-fused and compared.
 

@@ -276,6 +276,10 @@ def test_engine_scores_a_rule_less_savf_source_and_reads_it_back(tmp_path, data_
     assert again.ok and len(again.checks) == 2
     table = experiment.metrics_table(again.rows)
     assert set(table["method"]) == {"OURS (savf_noatt)", "lp"} and (table["pairs"] == 1).all()
+    vifb = engine.DataSet.split("savf", "test_vifb", crop=(48, 64), max_pairs=1)
+    refs = engine.collect([experiment.vifb_reference_source("IFCNN")], [vifb], [None], metrics=["EN"],
+                          convention="savf", out=tmp_path / "r", compute=True, verify=None)
+    assert refs.rows["source"].tolist() == ["vifb_IFCNN"] and 0 < refs.rows["EN"].iloc[0] <= 8
 
 
 def test_target_contrast_known_answer():

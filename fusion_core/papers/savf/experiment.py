@@ -234,20 +234,50 @@ def sources(models: Sequence[TrainedModel], baselines: Sequence[str] | None = No
     return ours + [engine.method_source(BASELINES[name]) for name in chosen]
 
 
+# VIFB's released fused images of three learned competitors the paper compares (spec §5.3): vifb21 only.
+VIFB_REFERENCES = {"CNN": "CNN", "DL": "DLF", "IFCNN": "IFCNN"}
+
+
+def vifb_reference_source(name: str):
+    """The VIFB benchmark's fused image of ``name`` (``<data root>/../reference/vifb/fused/<stem>_<file>.jpg``), grey
+    by BT.601 luma (VIFB fused the colour visible image), cropped like its pair. Labelled "VIFB reference output"."""
+    from ... import engine
+
+    folder = data.data_root().parent / "reference" / "vifb" / "fused"
+
+    def fuse(images: data.PairImages, rules) -> dict:
+        if images.pair.dataset != "vifb21":
+            raise data.DataError(f"{images.pair.name}: VIFB released fused images for vifb21 only")
+        fused = data.read_grey(folder / f"{images.pair.stem}_{VIFB_REFERENCES[name]}.jpg")
+        h, w = images.ir.shape[-2:]
+        return {None: fused[..., :h, :w]}
+
+    return engine.Source(f"vifb_{name}", "images", "files", fuse, None, {"variant": "VIFB reference output"})
+
+
 def fusion_metrics(models: Sequence[TrainedModel], profile: str, out, verify: str | None = "sample",
-                   baselines: Sequence[str] | None = None, device: str = "cpu"):
-    """Per-image rows of the convention ``savf`` metrics for every source on both test sets (quick and full compute
-    what is missing; eval reads the committed raw files and re-fuses ``verify``'s sample)."""
+                   baselines: Sequence[str] | None = None, device: str = "cpu", references: bool = True):
+    """Per-image rows of the convention ``savf`` metrics for every source on both test sets, plus (``references``)
+    the VIFB reference outputs on ``test_vifb`` (quick and full compute what is missing; eval reads the committed
+    raw files and re-fuses ``verify``'s sample)."""
     from ... import engine
 
     computing = profile != "eval"
-    return engine.collect(sources(models, baselines, device), test_sets(profile), [None], metrics=METRICS,
-                          convention=CONVENTION, out=out, compute=computing, verify=None if computing else verify)
+    options = dict(metrics=METRICS, convention=CONVENTION, out=out, compute=computing,
+                   verify=None if computing else verify)
+    sets = test_sets(profile)
+    raw = engine.collect(sources(models, baselines, device), sets, [None], **options)
+    if references:
+        extra = engine.collect([vifb_reference_source(n) for n in VIFB_REFERENCES], [sets[1]], [None], **options)
+        raw = engine.RawResults(pd.concat([raw.rows, extra.rows], ignore_index=True),
+                                pd.concat([raw.checks, extra.checks], ignore_index=True), raw.missing + extra.missing)
+    return raw
 
 
 def metrics_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over the pairs of each test set, per source and metric (OURS / OURS+ named as in the paper)."""
-    names = {"base_seed0": "OURS+ (savf)", "noatt_seed0": "OURS (savf_noatt)"}
+    names = {"base_seed0": "OURS+ (savf)", "noatt_seed0": "OURS (savf_noatt)",
+             **{f"vifb_{n}": f"{n} (VIFB reference output)" for n in VIFB_REFERENCES}}
     long = rows.melt(id_vars=["source", "role", "stem"], value_vars=[m for m in METRICS if m in rows], var_name="metric")
     long["method"] = long["source"].map(lambda s: names.get(s, s))
     table = long.groupby(["role", "method", "metric"], sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
@@ -321,7 +351,7 @@ def plot_metrics(table: pd.DataFrame, role: str, title: str):
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.2 * len(metrics), 3.0), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         rows = part[part["metric"] == metric]
-        colours = ["tab:red" if m.startswith("OURS") else "tab:grey" for m in rows["method"]]
+        colours = ["tab:red" if m.startswith("OURS") else "tab:blue" if "VIFB" in m else "tab:grey" for m in rows["method"]]
         ax.bar(range(len(rows)), rows["mean"], yerr=rows["std"].fillna(0), color=colours, capsize=2)
         ax.set_xticks(range(len(rows)), [m.split(" ")[0] for m in rows["method"]], rotation=90, fontsize=7)
         ax.set_title(metric, fontsize=9)
