@@ -22,6 +22,7 @@ device = "cpu"  # "cuda" on a GPU
 threads = 1  # torch CPU threads (1 keeps a shared 2-core CPU from thrashing)
 protocol = None  # checkpoints: "reduced" (committed CPU models; eval/full default) | "paper" (GPU recipe)
 example_pair = "tno42/08"  # Figs. 1/4 substitute: a held-out TNO pair (not one of the attention-training scenes)
+baselines = ["DTCWT", "GTF", "MSVD", "LP", "RP", "Wavelet", "CBF"]  # Figs. 9/10: the paper's competitors we implement
 
 # %% [markdown]
 # # 05 — SAVF (Fang, Zhao, Zhang): cross-modal fusion guided by subjective visual attention
@@ -157,7 +158,7 @@ else:
 # of each set, top-left 128². `eval`: the committed raw files, one pair per source and set re-fused and compared.
 
 # %%
-raw = exp.fusion_metrics(models, profile, out, verify=verify, device=device) if models else None
+raw = exp.fusion_metrics(models, profile, out, verify=verify, baselines=baselines, device=device) if models else None
 if raw is not None:
     metrics = exp.metrics_table(raw.rows)
     report.write_table(metrics, out, "fig09_10_metrics", "Figs. 9/10 substitute: convention savf, mean and std over the "
