@@ -159,16 +159,20 @@ else:
 
 # %%
 raw = exp.fusion_metrics(models, profile, out, verify=verify, baselines=baselines, device=device) if models else None
-if raw is not None:
+if raw is not None and len(raw.rows):
     metrics = exp.metrics_table(raw.rows)
     report.write_table(metrics, out, "fig09_10_metrics", "Figs. 9/10 substitute: convention savf, mean and std over the "
                        "test pairs (no paper values exist)", {"profile": profile, "protocol": ", ".join(trained_with)})
     print(metrics.pivot_table(index=["role", "method"], columns="metric", values="mean", sort=False)
           [exp.METRICS].round(3).to_string())
     for number, role in ((9, "test_tno"), (10, "test_vifb")):
+        if role not in set(metrics["role"]):
+            continue
         fig = exp.plot_metrics(metrics, role, f"Fig. {number} substitute: {role} ({profile}), mean ± std over pairs")
         io.save_figure(fig, out / f"fig{number:02d}_metrics_{role}.png", dpi=80)
         plt.close(fig)
+elif raw is not None:
+    print(f"objective metrics: not yet computed ({len(raw.missing)} raw files missing; see README status)")
 else:
     print("objective metrics: not yet computed (no committed checkpoint; see README status)")
 

@@ -20,9 +20,9 @@ Stages, each one run of the shared loop :func:`fusion_core.train.train` with its
 
 Protocols (:data:`PROTOCOLS`): ``paper`` = the spec's assumptions for the unstated recipe (Adam 1e-4, batch 8,
 256², epochs 4 / 30 / 20, VGG16 widths; spec §4.2); ``reduced`` = the CPU substitute the committed checkpoints used:
-the same networks at 1/8 backbone width, ``width=16``, ``tap_ch=8``, 96² images, Adam 5e-4, epochs 10 / 40 / 4 —
-measured 0.40 / 0.88 / 0.83 s per iteration of batch 4 (OURS: 0.56) on one thread of the 2-core machine, each stage
-≤ 15 min (README); ``quick`` = 32² images, a few
+the same networks at 1/8 backbone width, ``width=16``, ``tap_ch=8``, 96² images, Adam 5e-4, epochs 6 / 30 / 3 —
+measured 0.40 / 0.88 / 0.83 s per iteration of batch 4 (OURS: 0.56) on one thread of an idle 2-core machine, 0.75 s
+for the enhancement stage with four jobs sharing it; about 35 min for all stages of OURS+ and OURS (README); ``quick`` = 32² images, a few
 pairs, one epoch per stage (seconds; its numbers mean nothing). ``--max-minutes`` bounds the whole call; rerun
 the same command to resume (exit code 75 while unfinished).
 """
@@ -81,7 +81,7 @@ class Protocol:
 PROTOCOLS = {
     "quick": Protocol(Stage(1, 4, 1e-3, 32, 8), Stage(1, 4, 1e-3, 32, 4), Stage(1, 4, 1e-3, 32, 4),
                       model=REDUCED_MODEL, augment=False),
-    "reduced": Protocol(Stage(10, 4, 5e-4, 96), Stage(40, 4, 5e-4, 96), Stage(4, 4, 5e-4, 96), model=REDUCED_MODEL),
+    "reduced": Protocol(Stage(6, 4, 5e-4, 96), Stage(30, 4, 5e-4, 96), Stage(3, 4, 5e-4, 96), model=REDUCED_MODEL),
     "paper": Protocol(Stage(4, 8, 1e-4, 256), Stage(30, 8, 1e-4, 256), Stage(20, 8, 1e-4, 256)),
 }
 VARIANTS = ("base", "noatt")  # base = OURS+ (method savf), noatt = OURS (method savf_noatt)
