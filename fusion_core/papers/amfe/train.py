@@ -24,7 +24,9 @@ iterations), measured times in README; ``quick`` — seconds, proves the code pa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import io
 import re
 import time
 from dataclasses import dataclass, field
@@ -306,6 +308,11 @@ def discover(checkpoint_dir: str | Path, protocol: str) -> list[TrainedModel]:
     return sorted(found, key=lambda m: (order.index(m.variant), m.seed))
 
 
+def _quiet(progress: bool):
+    """Swallow the training loop's per-epoch lines unless ``progress`` (they would make notebook outputs differ)."""
+    return contextlib.nullcontext() if progress else contextlib.redirect_stdout(io.StringIO())
+
+
 def ensure_models(profile: str, protocol: str | None = None, device: str = "cpu",
                   progress: bool = False) -> list[TrainedModel]:
     """The AMFE models a notebook ``profile`` shows. quick: trains the quick protocol (seed 0) under build/quick/;
@@ -313,13 +320,15 @@ def ensure_models(profile: str, protocol: str | None = None, device: str = "cpu"
     (or resumes) seed 0 of ``protocol`` (default ``paper``) into checkpoints/amfe/."""
     if profile == "quick":
         if not discover(QUICK_DIR, "quick"):
-            train_model("quick", 0, QUICK_DIR, device=device, progress=progress)
+            with _quiet(progress):  # a notebook's output must not depend on whether the models existed
+                train_model("quick", 0, QUICK_DIR, device=device, progress=progress)
         return discover(QUICK_DIR, "quick")
     if profile == "eval":
         return discover(CHECKPOINT_DIR, protocol or "reduced")
     if profile == "full":
         protocol = protocol or "paper"
-        train_model(protocol, 0, CHECKPOINT_DIR, device=device, progress=progress)
+        with _quiet(progress):  # a notebook's output must not depend on whether the models existed
+            train_model(protocol, 0, CHECKPOINT_DIR, device=device, progress=progress)
         return discover(CHECKPOINT_DIR, protocol)
     raise ValueError(f"unknown profile '{profile}' (quick, eval, full)")
 

@@ -35,6 +35,7 @@ quick    64×80      2      1 epoch × 8 images     1 epoch     1 epoch      sec
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import re
@@ -472,7 +473,9 @@ def ensure_models(profile: str, variants: Sequence[str] = ("base", "nestfuse"), 
             raise FileNotFoundError(f"{folder / checkpoint_name(protocol, variant, seed)}.pt: no complete committed "
                                     f"checkpoint for {variant} seed {seed}; train it with "
                                     f"python -m fusion_core.papers.msfam.train --protocol {protocol} --variant {variant}")
-        train_model(protocol, seed, folder, variant, device, progress)
+        # the loop's per-epoch lines would make a notebook's output depend on whether the models existed already
+        with contextlib.redirect_stdout(io.StringIO()) if not progress else contextlib.nullcontext():
+            train_model(protocol, seed, folder, variant, device, progress)
     return [m for m in discover(folder, protocol, variants) if (m.variant, m.seed) in wanted]
 
 

@@ -29,6 +29,8 @@ the same command to resume (exit code 75 while unfinished).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,6 +287,11 @@ def discover(checkpoint_dir: str | Path, protocol: str, seeds: Sequence[int] = (
     return found
 
 
+def _quiet(progress: bool):
+    """Swallow the training loop's per-epoch lines unless ``progress`` (they would make notebook outputs differ)."""
+    return contextlib.nullcontext() if progress else contextlib.redirect_stdout(io.StringIO())
+
+
 def ensure_models(profile: str, protocol: str | None = None, seeds: Sequence[int] = (0,), progress: bool = False,
                   device: str = "cpu") -> list[TrainedModel]:
     """The main models a profile uses: eval requires committed ones (missing ones are simply absent: the notebook
@@ -293,7 +300,8 @@ def ensure_models(profile: str, protocol: str | None = None, seeds: Sequence[int
     if profile != "eval":
         for variant in VARIANTS:
             for seed in seeds:
-                train_model(protocol, seed, folder, variant, device, progress)
+                with _quiet(progress):  # a notebook's output must not depend on whether the models existed
+                    train_model(protocol, seed, folder, variant, device, progress)
     return discover(folder, protocol, seeds)
 
 
