@@ -38,6 +38,7 @@ early. Rerunning the same command resumes, so a long protocol runs as a series o
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io as _io
 import json
@@ -285,6 +286,12 @@ class TrainedModel:
 def trained_model(path: str | Path, paper: str, variant: str, seed: int, protocol: str) -> TrainedModel:
     """A :class:`TrainedModel` for ``path``, its checksum read from the file (and its manifest)."""
     return TrainedModel(Path(path), paper, variant, seed, protocol, weights_checksum(path))
+
+
+def quietly(progress: bool) -> contextlib.AbstractContextManager:
+    """Swallow the loop's per-epoch lines unless ``progress``: a notebook that trains its missing models must print
+    the same whether they existed or not (nbval compares the output)."""
+    return contextlib.nullcontext() if progress else contextlib.redirect_stdout(_io.StringIO())
 
 
 def first_seeds(models: Sequence[TrainedModel], repeats: int | None, variants: Sequence[str]) -> list[TrainedModel]:

@@ -24,9 +24,7 @@ iterations), measured times in README; ``quick`` — seconds, proves the code pa
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import io
 import re
 import time
 from dataclasses import dataclass, field
@@ -38,8 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from ... import data
-from ...train import (INCOMPLETE, TrainConfig, TrainedModel, manifest_protocol, progress_of, seed_everything, train,
-                      trained_model)
+from ...train import (INCOMPLETE, TrainConfig, TrainedModel, manifest_protocol, progress_of, quietly, seed_everything,
+                      train, trained_model)
 from .loss import Stage1Loss, Stage2Loss, freeze_for_stage2
 from .model import AMFE, PAPER, AMFEStage1, load_checkpoint
 
@@ -308,11 +306,6 @@ def discover(checkpoint_dir: str | Path, protocol: str) -> list[TrainedModel]:
     return sorted(found, key=lambda m: (order.index(m.variant), m.seed))
 
 
-def _quiet(progress: bool):
-    """Swallow the training loop's per-epoch lines unless ``progress`` (they would make notebook outputs differ)."""
-    return contextlib.nullcontext() if progress else contextlib.redirect_stdout(io.StringIO())
-
-
 def ensure_models(profile: str, protocol: str | None = None, device: str = "cpu",
                   progress: bool = False) -> list[TrainedModel]:
     """The AMFE models a notebook ``profile`` shows. quick: trains the quick protocol (seed 0) under build/quick/;
@@ -320,14 +313,14 @@ def ensure_models(profile: str, protocol: str | None = None, device: str = "cpu"
     (or resumes) seed 0 of ``protocol`` (default ``paper``) into checkpoints/amfe/."""
     if profile == "quick":
         if not discover(QUICK_DIR, "quick"):
-            with _quiet(progress):  # a notebook's output must not depend on whether the models existed
+            with quietly(progress):
                 train_model("quick", 0, QUICK_DIR, device=device, progress=progress)
         return discover(QUICK_DIR, "quick")
     if profile == "eval":
         return discover(CHECKPOINT_DIR, protocol or "reduced")
     if profile == "full":
         protocol = protocol or "paper"
-        with _quiet(progress):  # a notebook's output must not depend on whether the models existed
+        with quietly(progress):
             train_model(protocol, 0, CHECKPOINT_DIR, device=device, progress=progress)
         return discover(CHECKPOINT_DIR, protocol)
     raise ValueError(f"unknown profile '{profile}' (quick, eval, full)")

@@ -27,8 +27,6 @@ still accepted, as are the old names ``full`` of the ``paper`` protocol and of t
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import re
 import sys
 import time
@@ -42,7 +40,7 @@ import torch
 from ... import data
 from .loss import DIDFUSE_PRESETS, DIDFuseLoss
 from .model import DIDFuse
-from ...train import (INCOMPLETE, CropPairs, TrainConfig, TrainedModel, progress_of, seed_everything, train,
+from ...train import (INCOMPLETE, CropPairs, TrainConfig, TrainedModel, progress_of, quietly, seed_everything, train,
                       trained_model)
 from ...train import first_seeds as _first_seeds
 
@@ -259,7 +257,7 @@ def ensure_models(profile: str, variants: Sequence[str] = VARIANTS, repeats: int
             _train_with_sweep(todo, config, parallel, max_minutes, device)
         elif todo:
             for variant, seed in todo:
-                with contextlib.redirect_stdout(io.StringIO()) if not progress else contextlib.nullcontext():
+                with quietly(progress):
                     train_model(config.protocol, seed, config.checkpoint_dir, variant, device or "cpu", progress,
                                 **config.overrides)
     found = [m for m in discover(config.checkpoint_dir, config.protocol) if m.variant in variants]

@@ -35,7 +35,6 @@ quick    64×80      2      1 epoch × 8 images     1 epoch     1 epoch      sec
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import re
@@ -52,7 +51,8 @@ import torch.nn.functional as F
 
 from ... import data, methods
 from ...io import atomic_write, sha256_file, write_csv, write_json
-from ...train import (INCOMPLETE, TrainConfig, TrainedModel, progress_of, seed_everything, train, trained_model)
+from ...train import (INCOMPLETE, TrainConfig, TrainedModel, progress_of, quietly, seed_everything, train,
+                      trained_model)
 from ...train import first_seeds as _first_seeds
 from .loss import FusionLoss, NestFuseLoss, ReconstructionLoss, SCPretrainLoss
 from .model import CHECKPOINT_DIR, MSFAM, PAPER, WIDTHS, NestFuse, SemanticConstraintNet, load_checkpoint
@@ -473,8 +473,7 @@ def ensure_models(profile: str, variants: Sequence[str] = ("base", "nestfuse"), 
             raise FileNotFoundError(f"{folder / checkpoint_name(protocol, variant, seed)}.pt: no complete committed "
                                     f"checkpoint for {variant} seed {seed}; train it with "
                                     f"python -m fusion_core.papers.msfam.train --protocol {protocol} --variant {variant}")
-        # the loop's per-epoch lines would make a notebook's output depend on whether the models existed already
-        with contextlib.redirect_stdout(io.StringIO()) if not progress else contextlib.nullcontext():
+        with quietly(progress):
             train_model(protocol, seed, folder, variant, device, progress)
     return [m for m in discover(folder, protocol, variants) if (m.variant, m.seed) in wanted]
 

@@ -29,8 +29,6 @@ the same command to resume (exit code 75 while unfinished).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +41,8 @@ import torch.nn.functional as F
 
 from ... import data
 from ...io import sha256_file
-from ...train import (INCOMPLETE, TrainConfig, TrainedModel, manifest_protocol, progress_of, seed_everything, train,
-                      trained_model)
+from ...train import (INCOMPLETE, TrainConfig, TrainedModel, manifest_protocol, progress_of, quietly, seed_everything,
+                      train, trained_model)
 from .loss import AttentionLoss, EnhanceLoss, MainLoss, relu2_2
 from .model import PAPER, AttentionNet, EnhanceStage, SAVFNet, load_backbone_weights
 
@@ -287,11 +285,6 @@ def discover(checkpoint_dir: str | Path, protocol: str, seeds: Sequence[int] = (
     return found
 
 
-def _quiet(progress: bool):
-    """Swallow the training loop's per-epoch lines unless ``progress`` (they would make notebook outputs differ)."""
-    return contextlib.nullcontext() if progress else contextlib.redirect_stdout(io.StringIO())
-
-
 def ensure_models(profile: str, protocol: str | None = None, seeds: Sequence[int] = (0,), progress: bool = False,
                   device: str = "cpu") -> list[TrainedModel]:
     """The main models a profile uses: eval requires committed ones (missing ones are simply absent: the notebook
@@ -300,7 +293,7 @@ def ensure_models(profile: str, protocol: str | None = None, seeds: Sequence[int
     if profile != "eval":
         for variant in VARIANTS:
             for seed in seeds:
-                with _quiet(progress):  # a notebook's output must not depend on whether the models existed
+                with quietly(progress):
                     train_model(protocol, seed, folder, variant, device, progress)
     return discover(folder, protocol, seeds)
 
