@@ -243,6 +243,32 @@ def resume_path(checkpoint: str | Path) -> Path:
     return path.with_name(f"{path.stem}.resume.pt")
 
 
+def load_network(path: str | Path, classes: dict[str, type[nn.Module]], device: str = "cpu",
+                 expect: str | None = None, label: str = "") -> nn.Module:
+    """The network of an inference file written by :func:`train` (:func:`weights_state`: class name, config,
+    weights), built from ``classes`` (name → class) and loaded strictly, in eval mode on ``device``.
+
+    A missing file raises :class:`FileNotFoundError`; an unreadable one, another class than ``expect`` or weights
+    that do not fit raise :class:`fusion_core.data.DataError`, each naming the file. ``label`` names the paper."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {label} checkpoint not found".replace("  ", " "))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise data.DataError(f"{path}: not a readable torch checkpoint ({exc.__class__.__name__})") from None
+    kind = state.get("model_class") if isinstance(state, dict) else None
+    if kind not in classes or (expect is not None and kind != expect):
+        wanted = expect or "/".join(classes)
+        raise data.DataError(f"{path}: not a {label} {wanted} checkpoint (holds {kind})".replace("  ", " "))
+    model = classes[kind](**(state.get("model_config") or {}))
+    try:
+        model.load_state_dict(state["model"], strict=True)
+    except RuntimeError as exc:
+        raise data.DataError(f"{path}: weights do not fit the {kind} network ({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval()
+
+
 def weights_state(model_or_state: dict, model_class: str | None = None, model_config: dict | None = None) -> dict:
     """The inference file's content: model class and config plus the state dict, floats as fp32, copied compactly."""
     state = {k: (v.detach().float() if v.is_floating_point() else v.detach()).clone().contiguous().cpu()

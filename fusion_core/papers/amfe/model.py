@@ -336,23 +336,10 @@ MODEL_CLASSES = {"AMFE": AMFE, "AMFEStage1": AMFEStage1}
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> AMFE:
     """The AMFE network of a checkpoint written by :func:`fusion_core.train.train` (stage 1 or stage 2)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: amfe checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise DataError(f"{path}: not a readable torch checkpoint ({exc.__class__.__name__})") from None
-    kind = state.get("model_class") if isinstance(state, dict) else None
-    if kind not in MODEL_CLASSES:
-        raise DataError(f"{path}: not an AMFE checkpoint (model class {kind})")
-    model = MODEL_CLASSES[kind](**(state.get("model_config") or {}))
-    try:
-        model.load_state_dict(state["model"], strict=True)
-    except RuntimeError as exc:
-        raise DataError(f"{path}: weights do not fit the AMFE network ({str(exc).splitlines()[0]})") from None
-    net = model.net if isinstance(model, AMFEStage1) else model
-    return net.to(device).eval()
+    from ...train import load_network
+
+    model = load_network(path, MODEL_CLASSES, device, label="AMFE")
+    return model.net if isinstance(model, AMFEStage1) else model
 
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[3] / "checkpoints" / PAPER

@@ -354,16 +354,9 @@ MODEL_CLASSES = {"MSFAM": MSFAM, "NestFuse": NestFuse, "SemanticConstraintNet": 
 
 def load_checkpoint(path: str | Path, device: str = "cpu", expect: str | None = None) -> nn.Module:
     """A network from a checkpoint written by :func:`fusion_core.train.train` (class, config, weights)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {PAPER} checkpoint not found")
-    state = torch.load(path, map_location=device, weights_only=True)
-    kind = state.get("model_class") if isinstance(state, dict) else None
-    if kind not in MODEL_CLASSES or (expect and kind != expect):
-        raise ValueError(f"{path}: not a {expect or '/'.join(MODEL_CLASSES)} checkpoint (holds {kind})")
-    model = MODEL_CLASSES[kind](**(state.get("model_config") or {}))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
+    from ...train import load_network
+
+    return load_network(path, MODEL_CLASSES, device, expect, label=PAPER)
 
 
 def minmax(x: torch.Tensor) -> torch.Tensor:

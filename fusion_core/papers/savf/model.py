@@ -453,16 +453,9 @@ CLASSES = {cls.__name__: cls for cls in (EnhanceStage, AttentionNet, SAVFNet)}
 
 def load_checkpoint(path: str | Path, device: str = "cpu", expect: str | None = None) -> nn.Module:
     """A network from a checkpoint of :func:`fusion_core.train.train` (class name and config inside)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: SAVF checkpoint not found")
-    state = torch.load(path, map_location=device, weights_only=True)
-    name = state.get("model_class") if isinstance(state, dict) else None
-    if name not in CLASSES or (expect is not None and name != expect):
-        raise ValueError(f"{path}: not a SAVF {expect or 'network'} checkpoint (holds {name})")
-    model = CLASSES[name](**(state.get("model_config") or {}))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
+    from ...train import load_network
+
+    return load_network(path, CLASSES, device, expect, label="SAVF")
 
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[3] / "checkpoints" / PAPER
