@@ -8,8 +8,9 @@ A :class:`Source` turns a pair into fused images (a trained model, released weig
 method); a :class:`DataSet` is a list of pairs under a role name (a split role ``test_tno`` or a data-set
 name ``tno40``), optionally cropped. Each row records the ``checksum`` of the weights it came from, so
 
-* a file is *complete* when it holds every pair of the set with the source's checksum, and is then read,
-  never recomputed (background runs resume; unchanged content leaves the file untouched);
+* a file is *complete* when it holds every pair of the set with the source's checksum, every requested metric
+  column and (files written since the ``convention`` column exists) the requested metric convention, and is then
+  read, never recomputed (background runs resume; unchanged content leaves the file untouched);
 * a retrained model (another checksum) makes its old file stale: it is recomputed, not mixed in;
 * while computing, rows go pair by pair to ``<file>.partial.csv`` (same checksum only is resumed), so an
   interrupt (Ctrl-C, a killed job) loses at most the pair in progress.
@@ -192,13 +193,17 @@ def read_raw(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"stem": str, "checksum": str, "rule": str})
 
 
-def is_complete(path: Path, pairs: Sequence[data.Pair], checksum: str) -> bool:
-    """The file holds exactly the set's pairs, all from the weights ``checksum``."""
+def is_complete(path: Path, pairs: Sequence[data.Pair], checksum: str, metrics: Sequence[str] = (),
+                convention: str | None = None) -> bool:
+    """The file holds exactly the set's pairs, all from the weights ``checksum``, with every column of ``metrics``,
+    scored under ``convention`` (checked where the file records it: files from before the ``convention`` column
+    are taken as they are, and the eval profile's re-fused sample still compares their values)."""
     if not path.is_file():
         return False
     frame = read_raw(path)
+    same_convention = convention is None or "convention" not in frame or bool((frame["convention"] == convention).all())
     return (len(frame) == len(pairs) and set(frame["stem"]) == {p.stem for p in pairs}
-            and bool((frame["checksum"] == checksum).all()))
+            and bool((frame["checksum"] == checksum).all()) and set(metrics) <= set(frame.columns) and same_convention)
 
 
 def score_row(source: Source, role: str, rule: str | None, images: data.PairImages, fused: torch.Tensor,
@@ -209,7 +214,8 @@ def score_row(source: Source, role: str, rule: str | None, images: data.PairImag
     values = score(quantise(fused), images.ir, images.vis, metrics=list(metrics), convention=convention)
     return {"source": source.key, **source.labels, "rule": rule or NO_RULE, "role": role,
             "dataset": images.pair.dataset, "stem": images.pair.stem,
-            **{name: float(value[0]) for name, value in values.items()}, "checksum": source.checksum}
+            **{name: float(value[0]) for name, value in values.items()}, "checksum": source.checksum,
+            "convention": convention}
 
 
 def compute(source: Source, dataset: DataSet, rules: Sequence[str | None], *, metrics: Sequence[str],
@@ -223,12 +229,13 @@ def compute(source: Source, dataset: DataSet, rules: Sequence[str | None], *, me
     wanted = source.wanted(rules)
     pairs = list(dataset.pairs)
     paths = {rule: raw_path(out, source, dataset.role, rule) for rule in wanted}
-    todo = [r for r in wanted if not is_complete(paths[r], pairs, source.checksum)]
+    todo = [r for r in wanted if not is_complete(paths[r], pairs, source.checksum, metrics, convention)]
     rows: dict[str | None, list[dict]] = {}
     for rule in todo:
         partial = partial_path(paths[rule])
         kept = read_raw(partial).to_dict("records") if partial.is_file() else []
-        rows[rule] = [r for r in kept if r["checksum"] == source.checksum]
+        rows[rule] = [r for r in kept if r["checksum"] == source.checksum and r.get("convention") == convention
+                      and all(m in r for m in metrics)]
     for index, pair in enumerate(pairs):
         need = [r for r in todo if pair.stem not in {row["stem"] for row in rows[r]}]
         if not need:
@@ -329,11 +336,11 @@ def collect(sources: Sequence[Source], datasets: Sequence[DataSet], rules: Seque
         wanted = source.wanted(rules)
         for dataset in datasets:
             paths = {rule: raw_path(out, source, dataset.role, rule) for rule in wanted}
-            found = [r for r in wanted if is_complete(paths[r], dataset.pairs, source.checksum)]
+            found = [r for r in wanted if is_complete(paths[r], dataset.pairs, source.checksum, metrics, convention)]
             if compute:
                 _compute(source, dataset, wanted, metrics=metrics, convention=convention, out=out, log=log)
             for rule in wanted:
-                if is_complete(paths[rule], dataset.pairs, source.checksum):
+                if is_complete(paths[rule], dataset.pairs, source.checksum, metrics, convention):
                     frames.append(read_raw(paths[rule]))
                 else:
                     missing.append(str(paths[rule].relative_to(out)))
@@ -341,5 +348,5 @@ def collect(sources: Sequence[Source], datasets: Sequence[DataSet], rules: Seque
                 stored = pd.concat([read_raw(paths[r]) for r in found])
                 checks += verify_source(source, dataset, found, stored, verify, metrics=metrics, convention=convention)
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["source", "rule", "role", "dataset", "stem", *metrics, "checksum"])
+        columns=["source", "rule", "role", "dataset", "stem", *metrics, "checksum", "convention"])
     return RawResults(rows, pd.DataFrame(checks, columns=CHECK_COLUMNS), missing)

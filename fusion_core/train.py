@@ -364,6 +364,30 @@ def slim_checkpoint(checkpoint: str | Path) -> tuple[int, int]:
     return before, path.stat().st_size
 
 
+def publish_fp16(checkpoint: str | Path) -> Path:
+    """Rewrite a weights file ``NAME.pt`` in float16 (half the bytes; the repository's tree-size limit) and its
+    manifest: new ``sha256`` and ``checksum`` (raw per-image files must be computed from the fp16 file, so
+    files of the fp32 weights become stale), ``stored: float16`` and the fp32 file's ``fp32_sha256``. Loading
+    copies the values into the float32 parameters of a fresh model (``load_state_dict``), so inference runs in
+    float32 on weights rounded to 11 significant bits. A file already in float16 is left alone."""
+    path = Path(checkpoint)
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
+        raise data.DataError(f"{path}: not a {WEIGHTS_FORMAT} weights file (slim it first: tools/slim_checkpoints.py)")
+    if all(v.dtype != torch.float32 for v in blob["model"].values()):
+        return path
+    manifest_file = path.with_suffix(".json")
+    manifest = json.loads(manifest_file.read_text())
+    fp32_sha = sha256_file(path)
+    blob["model"] = {k: v.half() if v.dtype == torch.float32 else v for k, v in blob["model"].items()}
+    _save(path, blob)
+    digest = sha256_file(path)
+    manifest.update(sha256=digest, checksum=digest[:16], bytes=path.stat().st_size, stored="float16",
+                    fp32_sha256=fp32_sha)
+    write_json(manifest_file, manifest)
+    return path
+
+
 def _save(path: Path, state: dict) -> None:
     buffer = _io.BytesIO()
     torch.save(state, buffer)

@@ -73,11 +73,14 @@ def test_new_options_fail_clearly():
 
 # --------------------------------------------------------------------------- the convention entry
 
-def test_calibrated_convention_differs_from_didfuse_only_in_sd_sf_vif():
-    cal, base = get_convention("didfuse_calibrated"), get_convention("didfuse")
-    assert list(cal.columns) == list(base.columns) == ["EN", "SD", "SF", "VIF", "AG", "SCD"]
+def test_calibrated_convention_differs_from_the_spec_reading_only_in_sd_sf_vif():
+    cal, spec = get_convention("didfuse"), get_convention("didfuse_spec")
+    assert get_convention("didfuse_calibrated") is cal  # the name it had before it became the paper's convention
+    assert list(cal.default_columns) == list(spec.columns) == ["EN", "SD", "SF", "VIF", "AG", "SCD"]
     for name in ("EN", "AG", "SCD"):
-        assert cal.columns[name] == base.columns[name]
+        assert cal.columns[name] == spec.columns[name]
+    for name in ("SD", "SF", "VIF"):  # the optional columns that score the spec's reading in the same run
+        assert cal.columns[f"{name}_spec"] == spec.columns[name] != cal.columns[name]
     assert dict(cal.columns["SD"].options) == {"centre": "column"}
     assert dict(cal.columns["SF"].options) == {"normalise": "mn", "boundary": "zero"}
     assert dict(cal.columns["VIF"].options) == {"kind": "viff"}
@@ -95,9 +98,13 @@ def test_calibrated_convention_scores_a_real_pair_like_the_candidate_formulas():
     dh, dv = np.diff(f, axis=1, append=0.0), np.diff(f, axis=0, append=0.0)
     assert float(cal["SF"][0]) == pytest.approx(math.sqrt(((dh ** 2).sum() + (dv ** 2).sum()) / f.size), rel=1e-12)
     assert float(cal["VIF"][0]) == pytest.approx(float(score(fused, ir, vis, ["VIF"], "amfe")["VIF"][0]), rel=1e-14)
-    base = score(fused, ir, vis, ["EN", "AG", "SCD"], "didfuse")
+    assert list(cal) == ["EN", "SD", "SF", "VIF", "AG", "SCD"]  # the default columns only
+    spec = score(fused, ir, vis, None, "didfuse_spec")
     for name in ("EN", "AG", "SCD"):
-        assert torch.equal(cal[name], base[name])
+        assert torch.equal(cal[name], spec[name])
+    both = score(fused, ir, vis, ["SD_spec", "SF_spec", "VIF_spec"], "didfuse")
+    for name in ("SD", "SF", "VIF"):
+        assert torch.equal(both[f"{name}_spec"], spec[name]) and not torch.equal(cal[name], spec[name])
 
 
 # --------------------------------------------------------------------------- the paper's TSIFVS column (real data)
@@ -108,7 +115,7 @@ def test_calibrated_convention_reproduces_the_papers_tsifvs_column():
 
     paper = cal.reported("TSIFVS")
     metrics = ["EN", "SD", "SF", "VIF", "AG", "SCD"]
-    worst = {"didfuse_calibrated": 0.0, "didfuse": 0.0}
+    worst = {"didfuse": 0.0, "didfuse_spec": 0.0}
     for role, dataset in cal.TEST_SETS.items():
         values = {c: {m: [] for m in metrics} for c in worst}
         for pair in data.load_split("didfuse", role):
@@ -121,10 +128,10 @@ def test_calibrated_convention_reproduces_the_papers_tsifvs_column():
             for m in metrics:
                 err = 100.0 * abs(np.mean(values[conv][m]) / paper.loc[m, dataset] - 1.0)
                 worst[conv] = max(worst[conv], err)
-                if conv == "didfuse_calibrated":
+                if conv == "didfuse":
                     assert err <= cal.TOLERANCE_PCT, f"{dataset} {m}: {err:.2f} % off the paper"
-    assert worst["didfuse_calibrated"] < 0.1  # measured 0.07 % (VIF FLIR); every other cell at print precision
-    assert worst["didfuse"] > 20.0  # the uncalibrated convention misses (SF FLIR -23 %, VIF TNO +35 %)
+    assert worst["didfuse"] < 0.1  # measured 0.07 % (VIF FLIR); every other cell at print precision
+    assert worst["didfuse_spec"] > 20.0  # the spec's reading misses (SF FLIR -23 %, VIF TNO +35 %)
 
 
 # --------------------------------------------------------------------------- the calibration bookkeeping
@@ -140,18 +147,19 @@ def test_candidates_are_unique_and_one_per_metric_is_the_calibrated_choice():
 def test_within_summary_counts_cells_and_seed_means_average_the_seeds():
     import pandas as pd
 
+    new, old = cal.CALIBRATED, cal.SPEC
     rows = []
-    for seed, (old, new) in enumerate([(90.0, 100.0), (110.0, 104.0)]):  # paper 100: errors -10/+0 and +10/+4 %
+    for seed, (before, after) in enumerate([(90.0, 100.0), (110.0, 104.0)]):  # paper 100: errors -10/+0 and +10/+4 %
         for metric in ("SD", "EN"):
             rows.append({"file": f"test_tno/base_seed{seed}_sal-cam.csv", "dataset": "TNO", "metric": metric,
-                         "paper": 100.0, "vs": "DIDFuse", "didfuse": old, "didfuse_calibrated": new,
-                         "didfuse err %": old - 100.0, "didfuse_calibrated err %": new - 100.0})
+                         "paper": 100.0, "vs": "DIDFuse", old: before, new: after,
+                         f"{old} err %": before - 100.0, f"{new} err %": after - 100.0})
     table = pd.DataFrame(rows)
     means = cal._seed_means(table)
     assert list(means["file"]) == ["test_tno/base_seed*_sal-cam (mean of n=2)"] * 2
-    assert means["didfuse"].tolist() == [100.0, 100.0] and means["didfuse_calibrated"].tolist() == [102.0, 102.0]
+    assert means[old].tolist() == [100.0, 100.0] and means[new].tolist() == [102.0, 102.0]
     summary = cal.within_summary(pd.concat([table, means], ignore_index=True)).set_index("column (file over the sets)")
-    assert summary.loc["base_seed0_sal-cam.csv", "didfuse within ±5 %"] == 0
-    assert summary.loc["base_seed0_sal-cam.csv", "didfuse_calibrated within ±5 %"] == 2
-    assert summary.loc["base_seed1_sal-cam.csv", "didfuse_calibrated SD/SF/VIF within"] == 1
-    assert summary.loc["base_seed1_sal-cam.csv", "didfuse SD/SF/VIF mean abs err %"] == 10.0
+    assert summary.loc["base_seed0_sal-cam.csv", f"{old} within ±5 %"] == 0
+    assert summary.loc["base_seed0_sal-cam.csv", f"{new} within ±5 %"] == 2
+    assert summary.loc["base_seed1_sal-cam.csv", f"{new} SD/SF/VIF within"] == 1
+    assert summary.loc["base_seed1_sal-cam.csv", f"{old} SD/SF/VIF mean abs err %"] == 10.0

@@ -36,7 +36,7 @@ def test_classical_source_rows(tno, tmp_path):
     source = engine.method_source("average")
     assert (source.key, source.checksum, source.rules) == ("average", "average", None)
     result = _collect([source], tno, tmp_path)
-    assert list(result.rows.columns) == ["source", "rule", "role", "dataset", "stem", *METRICS, "checksum"]
+    assert list(result.rows.columns) == ["source", "rule", "role", "dataset", "stem", *METRICS, "checksum", "convention"]
     assert list(result.rows["stem"]) == list(SMALL) and set(result.rows["rule"]) == {"-"}
     assert result.missing == [] and result.checks.empty and result.ok
 
@@ -101,6 +101,22 @@ def test_stale_checksum_is_recomputed(tno, tmp_path):
     assert _collect([retrained], tno, tmp_path, compute=False).missing == ["raw/tno40/average.csv"]
     engine.compute(retrained, tno, [None], metrics=METRICS, convention=CONVENTION, out=tmp_path)
     assert set(engine.read_raw(path)["checksum"]) == {"retrained"}
+
+
+def test_another_convention_or_a_missing_metric_column_is_recomputed(tno, tmp_path):
+    source = engine.method_source("average")
+    path = engine.compute(source, tno, [None], metrics=METRICS, convention=CONVENTION, out=tmp_path)[0]
+    column_centred = engine.read_raw(path)["SD"]
+    assert engine.is_complete(path, tno.pairs, "average", METRICS, CONVENTION)
+    assert not engine.is_complete(path, tno.pairs, "average", METRICS, "didfuse_spec")
+    assert not engine.is_complete(path, tno.pairs, "average", [*METRICS, "SF"], CONVENTION)
+    engine.compute(source, tno, [None], metrics=["EN", "SD"], convention="didfuse_spec", out=tmp_path)
+    rescored = engine.read_raw(path)
+    assert set(rescored["convention"]) == {"didfuse_spec"}
+    assert (rescored["SD"] != column_centred).all()  # didfuse_spec centres SD on the global mean
+    legacy = rescored.drop(columns="convention")  # files written before the column existed are taken as they are
+    engine.write_csv(path, legacy)
+    assert engine.is_complete(path, tno.pairs, "average", METRICS, CONVENTION)
 
 
 def test_partial_rows_of_other_weights_are_dropped(tno, tmp_path):

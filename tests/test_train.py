@@ -15,7 +15,7 @@ from fusion_core.io import sha256_file
 from fusion_core.papers.didfuse.loss import DIDFuseLoss
 from fusion_core.methods import build_method
 from fusion_core.papers.didfuse.model import DIDFuse
-from fusion_core.train import (WEIGHTS_FORMAT, CropPairs, TrainConfig, checkpoint_paths, resume_path, seed_everything,
+from fusion_core.train import (WEIGHTS_FORMAT, CropPairs, TrainConfig, checkpoint_paths, publish_fp16, resume_path, seed_everything,
                                slim_checkpoint, train, weights_checksum)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,6 +200,28 @@ def test_slimming_a_full_checkpoint_keeps_the_weights_and_the_results_key(crops,
     assert all(torch.equal(a, loaded[k]) for k, a in model.state_dict().items())
     path.write_bytes(path.read_bytes() + b"x")  # other weights: the manifest's key no longer applies
     assert weights_checksum(path) == sha256_file(path)[:16]
+
+
+def test_fp16_publication_halves_the_file_changes_the_results_key_and_loads_into_float32(crops, tmp_path):
+    from fusion_core.papers.didfuse.model import load_checkpoint
+
+    model, _ = _run(crops, epochs=1, checkpoint=tmp_path / "run.pt")
+    path, manifest_path, _ = checkpoint_paths(tmp_path / "run.pt")
+    fp32_bytes, fp32_sha = path.stat().st_size, sha256_file(path)
+    publish_fp16(path)
+    manifest = json.loads(manifest_path.read_text())
+    assert path.stat().st_size < 0.6 * fp32_bytes and manifest["stored"] == "float16"
+    assert manifest["fp32_sha256"] == fp32_sha and manifest["sha256"] == sha256_file(path)
+    assert weights_checksum(path) == manifest["checksum"] == sha256_file(path)[:16] != fp32_sha[:16]
+    loaded = load_checkpoint(path).state_dict()
+    for name, value in model.state_dict().items():
+        assert loaded[name].dtype == value.dtype
+        if value.is_floating_point():  # float16 keeps 11 significant bits: relative error <= 2**-11
+            assert torch.allclose(loaded[name], value, rtol=2 ** -11, atol=2 ** -24)
+    assert publish_fp16(path) == path and sha256_file(path) == manifest["sha256"]  # idempotent
+    resume = resume_path(path)
+    with pytest.raises(data.DataError, match="not a fusion_core.weights/1 weights file"):
+        publish_fp16(resume)
 
 
 # --------------------------------------------------------------------------- the models of a notebook profile

@@ -1,26 +1,35 @@
 """Rewrite full training checkpoints as weights only (fp32 state dict), updating each manifest.
 
     python tools/slim_checkpoints.py checkpoints/*/*.pt
+    python tools/slim_checkpoints.py --fp16 checkpoints/didfuse/*.pt     # then store the weights in float16
 
-The results key the raw per-image files record stays in the manifest (``checksum``), so committed raw
-results remain valid; the full state moves to ``NAME.resume.pt`` (ignored by git). See
-:func:`fusion_core.train.slim_checkpoint`.
+The results key the raw per-image files record stays in the manifest (``checksum``) when slimming, so
+committed raw results remain valid; the full state moves to ``NAME.resume.pt`` (ignored by git). See
+:func:`fusion_core.train.slim_checkpoint`. ``--fp16`` halves the bytes again
+(:func:`fusion_core.train.publish_fp16`): the weights change (rounded to float16), so does ``checksum``,
+and every raw file computed from the fp32 weights becomes stale and is recomputed by the engine.
 """
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
-from fusion_core.train import slim_checkpoint
+from fusion_core.train import publish_fp16, slim_checkpoint
 
 
-def main(paths: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", help="NAME.pt files (NAME.resume.pt files are skipped)")
+    parser.add_argument("--fp16", action="store_true", help="also store the weights in float16 (new checksum)")
+    args = parser.parse_args(argv)
     total_before = total_after = 0
-    for name in paths:
+    for name in args.paths:
         path = Path(name)
         if path.name.endswith(".resume.pt"):
             continue
         before, after = slim_checkpoint(path)
+        if args.fp16:
+            after = publish_fp16(path).stat().st_size
         total_before, total_after = total_before + before, total_after + after
         print(f"{path}: {before / 1e6:.2f} MB → {after / 1e6:.2f} MB")
     print(f"total {total_before / 1e6:.1f} MB → {total_after / 1e6:.1f} MB")
@@ -28,4 +37,4 @@ def main(paths: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())

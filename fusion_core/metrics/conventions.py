@@ -149,23 +149,9 @@ LI = _conv(
 
 DIDFUSE = _conv(
     "didfuse",
-    "DIDFuse (Zhao et al., IJCAI 2020 / extended) Table V as specified in spec_001 §5.2: EN, SD, SF (1/MN), "
-    "VIF = VIFp(IR) + VIFp(VIS), AG (MATLAB gradient), SCD on uint8 grey levels.",
-    {
-        "EN": Column("EN"),
-        "SD": Column("SD"),
-        "SF": Column("SF", {"normalise": "mn"}),
-        "VIF": Column("VIF", {"kind": "vifp", "reduce": "sum", "noise_var": 2.0}),
-        "AG": Column("AG", {"mode": "matlab"}),
-        "SCD": Column("SCD"),
-    },
-)
-
-DIDFUSE_CALIBRATED = _conv(
-    "didfuse_calibrated",
     "DIDFuse (TNNLS extension of IJCAI 2020) Table V as calibrated on its deterministic TSIFVS column "
-    "(tools/calibrate_didfuse_metrics.py, docs/metric_conventions.md 'DIDFuse Table V calibration'): our tif "
-    "images reproduce all 18 TSIFVS cells (6 metrics x TNO, FLIR, NIR-Country) within 0.1 % with EN, AG (MATLAB "
+    "(python -m fusion_core.papers.didfuse.calibration, docs/metric_conventions.md 'DIDFuse Table V calibration'; "
+    "alias didfuse_calibrated): our tif images reproduce all 18 TSIFVS cells (6 metrics x TNO, FLIR, NIR-Country) within 0.1 % with EN, AG (MATLAB "
     "gradient), SCD as in didfuse; SD centred on the column means (MATLAB mean(F) of a matrix, broadcast); SF "
     "with one zero-padded difference past the last column and row (2-tap filter, 'same' output), / MN; VIF = "
     "VIFF (Han et al. 2013, the VIFF_Public.m of fusion toolboxes), not VIFp.",
@@ -177,6 +163,25 @@ DIDFUSE_CALIBRATED = _conv(
         "SF": Column("SF", {"normalise": "mn", "boundary": "zero"}),
         # the paper's prose ('blocks ... integrated') fits any VIF; VIFF reproduces the three TSIFVS cells
         "VIF": Column("VIF", {"kind": "viff"}),
+        "AG": Column("AG", {"mode": "matlab"}),
+        "SCD": Column("SCD"),
+        # optional: didfuse_spec's three differing columns, so one run scores both readings on the same images
+        "SD_spec": Column("SD"),
+        "SF_spec": Column("SF", {"normalise": "mn"}),
+        "VIF_spec": Column("VIF", {"kind": "vifp", "reduce": "sum", "noise_var": 2.0}),
+    },
+    default=("EN", "SD", "SF", "VIF", "AG", "SCD"),
+)
+
+DIDFUSE_SPEC = _conv(
+    "didfuse_spec",
+    "DIDFuse Table V as spec_001 §5.2 reads it (the repository's didfuse convention until the TSIFVS calibration "
+    "of issue 18): EN, SD, SF (1/MN), VIF = VIFp(IR) + VIFp(VIS), AG (MATLAB gradient), SCD on uint8 grey levels.",
+    {
+        "EN": Column("EN"),
+        "SD": Column("SD"),
+        "SF": Column("SF", {"normalise": "mn"}),
+        "VIF": Column("VIF", {"kind": "vifp", "reduce": "sum", "noise_var": 2.0}),
         "AG": Column("AG", {"mode": "matlab"}),
         "SCD": Column("SCD"),
     },
@@ -229,10 +234,10 @@ SAVF = _conv(
     },
 )
 
-CONVENTIONS: dict[str, Convention] = {c.name: c for c in (VIFB, TANG, SEAFUSION, LI, DIDFUSE, DIDFUSE_CALIBRATED, MSFAM, AMFE,
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in (VIFB, TANG, SEAFUSION, LI, DIDFUSE, DIDFUSE_SPEC, MSFAM, AMFE,
                                                           SAVF)}
 # paper aliases: the convention each paper's tables used
-ALIASES: dict[str, str] = {"res2netfuse": "li", "densefuse": "li", "nestfuse": "li"}
+ALIASES: dict[str, str] = {"res2netfuse": "li", "densefuse": "li", "nestfuse": "li", "didfuse_calibrated": "didfuse"}
 # VIFB's file suffixes (metrics_single/<pair>_<method>_<suffix>.txt) → our column names
 VIFB_SUFFIX = {
     "Avg_gradient": "AG", "Cross_entropy": "CE", "Edge_intensity": "EI", "Entropy": "EN", "Mutinf": "MI",

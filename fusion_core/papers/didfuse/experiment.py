@@ -47,6 +47,10 @@ from .train import PROTOCOLS, VARIANTS, discover, plan, protocol_name, variant_n
 
 PAPER = "didfuse"
 METRICS = ["EN", "SD", "SF", "VIF", "AG", "SCD"]  # Table V order; larger is better for all six
+# Also in every raw file: the spec's reading of the three columns the TSIFVS calibration changed (didfuse_spec),
+# scored on the same fused images, so every table can state its cells within ±5 % under both readings.
+SPEC_METRICS = ["SD_spec", "SF_spec", "VIF_spec"]
+RAW_METRICS = [*METRICS, *SPEC_METRICS]
 CONVENTION = "didfuse"
 PAPER_RULE = "sal+cam"  # the paper's final fusion layer (Tables IV, V, Fig. 6)
 TEST_SETS = {"test_tno": "TNO", "test_flir": "FLIR", "test_nir": "NIR-Country"}  # split role → Table V dataset
@@ -116,7 +120,7 @@ def raw_results(sources: Sequence[engine.Source], roles: Sequence[str], rules: S
     """The engine's rows for ``sources`` × ``roles`` × ``rules``: quick/full compute what is missing, eval reads
     the committed files and re-fuses ``verify``'s sample (:func:`fusion_core.engine.collect`)."""
     computing = profile != "eval"
-    return engine.collect(sources, [data_set(role, profile) for role in roles], rules, metrics=METRICS,
+    return engine.collect(sources, [data_set(role, profile) for role in roles], rules, metrics=RAW_METRICS,
                           convention=CONVENTION, out=out, compute=computing, verify=None if computing else verify,
                           log=log)
 
@@ -617,7 +621,7 @@ def _raw(args) -> int:
     log = lambda m: print(time.strftime("%H:%M:%S"), m, flush=True)  # noqa: E731
     for source in sources:
         for role in args.sets.split(","):
-            for path in engine.compute(source, data_set(role.strip(), args.profile), rules, metrics=METRICS,
+            for path in engine.compute(source, data_set(role.strip(), args.profile), rules, metrics=RAW_METRICS,
                                        convention=CONVENTION, out=out, log=log):
                 print(f"complete: {path}", flush=True)
     return 0

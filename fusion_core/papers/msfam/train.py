@@ -35,7 +35,6 @@ quick    64×80      2      1 epoch × 8 images     1 epoch     1 epoch      sec
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import re
 import shutil
@@ -50,9 +49,9 @@ import torch
 import torch.nn.functional as F
 
 from ... import data, methods
-from ...io import atomic_write, sha256_file, write_csv, write_json
-from ...train import (INCOMPLETE, TrainConfig, TrainedModel, progress_of, quietly, seed_everything, train,
-                      trained_model)
+from ...io import sha256_file, write_csv, write_json
+from ...train import (INCOMPLETE, TrainConfig, TrainedModel, progress_of, publish_fp16, quietly, seed_everything,
+                      train, trained_model)
 from ...train import first_seeds as _first_seeds
 from .loss import FusionLoss, NestFuseLoss, ReconstructionLoss, SCPretrainLoss
 from .model import CHECKPOINT_DIR, MSFAM, PAPER, WIDTHS, NestFuse, SemanticConstraintNet, load_checkpoint
@@ -423,29 +422,6 @@ def discover(checkpoint_dir: str | Path, protocol: str, variants: Sequence[str] 
             if ok:
                 found.append(trained_model(path, PAPER, variant, int(match[1]), protocol))
     return found
-
-
-def publish_fp16(checkpoint: str | Path) -> Path:
-    """Rewrite a weights file in float16 (half the bytes; the repository's tree-size limit) and its manifest:
-    new ``sha256`` and ``checksum`` (raw files must be computed from the fp16 file), ``stored: float16`` and the
-    fp32 file's sha256. :func:`.model.load_checkpoint` loads it back into float32 parameters."""
-    path = Path(checkpoint)
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if all(v.dtype != torch.float32 for v in blob["model"].values()):
-        return path
-    manifest_file = path.with_suffix(".json")
-    manifest = json.loads(manifest_file.read_text())
-    fp32_sha = sha256_file(path)
-    blob["model"] = {k: v.half() if v.is_floating_point() else v for k, v in blob["model"].items()}
-    buffer = io.BytesIO()
-    torch.save(blob, buffer)
-    with atomic_write(path, "wb") as handle:
-        handle.write(buffer.getvalue())
-    digest = sha256_file(path)
-    manifest.update(sha256=digest, checksum=digest[:16], bytes=path.stat().st_size, stored="float16",
-                    fp32_sha256=fp32_sha)
-    write_json(manifest_file, manifest)
-    return path
 
 
 def missing_models(profile: str, variants: Sequence[str] = ("base", "nestfuse"), repeats: int | None = 1) -> list[str]:
