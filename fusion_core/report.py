@@ -109,22 +109,36 @@ def fidelity(table: pd.DataFrame, substitutes: Iterable[str], sign: tuple[int, i
     }
 
 
-def write_fidelity(out_dir: str | Path, summary: dict, part: str | None = None) -> Path:
+def write_fidelity(out_dir: str | Path, summary: dict, part: str | None = None, reading: str | None = None,
+                   label: str | None = None) -> Path:
     """Write ``fidelity.json``; with ``part`` (a notebook name), write ``fidelity_parts/<part>.json`` and
-    rebuild ``fidelity.json`` as the sum of all parts, since a paper's tables span several notebooks."""
+    rebuild ``fidelity.json`` as the sum of all parts, since a paper's tables span several notebooks.
+
+    A paper whose tables can be read in more than one way (DIDFuse: the fusion rule the paper describes vs the
+    one its released code runs) writes its headline reading as above and every other reading with
+    ``reading=NAME``: parts under ``fidelity_parts/<NAME>/``, the sum in ``fidelity_<NAME>.json``. ``label`` (one
+    line: what the reading is, and for the headline why it is the headline) is stored under ``"reading"``, the
+    one optional key, and shown by the scoreboard."""
     if set(summary) != set(FIDELITY_KEYS):
         raise ValueError(f"fidelity keys must be exactly {FIDELITY_KEYS}, got {sorted(summary)}")
+    if reading is not None and not reading.isidentifier():
+        raise ValueError(f"reading '{reading}' must be a plain name (it becomes fidelity_{reading}.json)")
     out_dir = Path(out_dir)
+    target = out_dir / ("fidelity.json" if reading is None else f"fidelity_{reading}.json")
+    extra = {} if label is None else {"reading": label}
     if part is None:
-        return write_json(out_dir / "fidelity.json", summary)
-    write_json(out_dir / "fidelity_parts" / f"{part}.json", summary)
+        return write_json(target, {**summary, **extra})
+    parts = out_dir / "fidelity_parts" / (reading or "")
+    write_json(parts / f"{part}.json", summary)
     total = {"cells": 0, "within_5pct": 0, "sign_total": 0, "sign_agree": 0, "substitutes": []}
-    for path in sorted((out_dir / "fidelity_parts").glob("*.json")):
+    for path in sorted(parts.glob("*.json")):
         piece = json.loads(path.read_text())
         for key in ("cells", "within_5pct", "sign_total", "sign_agree"):
             total[key] += int(piece[key])
         total["substitutes"] += [s for s in piece["substitutes"] if s not in total["substitutes"]]
-    return write_json(out_dir / "fidelity.json", total)
+    if label is None and target.is_file():  # a part without a label keeps the label another part wrote
+        extra = {k: v for k, v in json.loads(target.read_text()).items() if k == "reading"}
+    return write_json(target, {**total, **extra})
 
 
 def to_markdown(frame: pd.DataFrame, digits: int = 4) -> str:
@@ -152,12 +166,18 @@ def write_table(frame: pd.DataFrame, out_dir: str | Path, name: str, caption: st
 
 
 def collect_fidelity(results_root: Path = RESULTS_ROOT) -> pd.DataFrame:
-    """Every ``results/<paper>/fidelity.json`` as one row per paper."""
+    """Every ``results/<paper>/fidelity.json`` as one row per paper, followed by its other readings
+    (``fidelity_<reading>.json``, paper shown as ``<paper> [<reading>]``); ``reading`` says what each row counts."""
     rows = []
-    for path in sorted(results_root.glob("*/fidelity.json")):
-        summary = json.loads(path.read_text())
-        rows.append({"paper": path.parent.name, **{k: summary.get(k) for k in FIDELITY_KEYS}})
-    return pd.DataFrame(rows, columns=["paper", *FIDELITY_KEYS])
+    for folder in sorted(p for p in results_root.iterdir() if p.is_dir()) if results_root.is_dir() else []:
+        headline = folder / "fidelity.json"
+        files = ([headline] if headline.is_file() else []) + sorted(folder.glob("fidelity_*.json"))
+        for path in files:
+            summary = json.loads(path.read_text())
+            name = folder.name if path == headline else f"{folder.name} [{path.stem[len('fidelity_'):]}]"
+            rows.append({"paper": name, **{k: summary.get(k) for k in FIDELITY_KEYS},
+                         "reading": summary.get("reading", "")})
+    return pd.DataFrame(rows, columns=["paper", *FIDELITY_KEYS, "reading"])
 
 
 def image_grid(rows: list[list], row_labels: list[str], col_labels: list[str], title: str = "", cell: float = 2.2,

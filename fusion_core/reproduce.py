@@ -299,6 +299,8 @@ def write_scoreboard(runs: list[dict] | None = None) -> Path:
         "substitute data); `within_5pct`: of those, how many are within ±5 % of the paper; `sign_agree`",
         "/`sign_total`: ablation differences (full − variant) with the paper's sign. Substitutes are listed",
         "per paper; every table in `results/<paper>/` names its profile, repeats, device and data.",
+        "`reading`: where a paper's tables can be read in more than one way, what each row counts; the row",
+        "without brackets is the paper's headline reading and says why.",
         "",
     ]
     if len(board):

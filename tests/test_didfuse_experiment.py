@@ -101,29 +101,59 @@ def test_released_images_and_baselines_have_no_rule(data_root):
 
 # --------------------------------------------------------------------------- tables
 
-def _raw_rows(source, variant, seed, rule, role, values):
-    return [{"source": source, "variant": variant, "seed": seed, "rule": rule, "role": role, "stem": "01",
-             **dict(zip(exp.METRICS, values))}]
+def _raw_rows(source, variant, seed, rule, role, values, spec=None):
+    """One raw row; ``spec``: the didfuse_spec values of SD, SF, VIF (default: the same as the calibrated ones)."""
+    row = dict(zip(exp.METRICS, values))
+    spec = dict(zip(exp.SPEC_METRICS, spec or [row["SD"], row["SF"], row["VIF"]]))
+    return [{"source": source, "variant": variant, "seed": seed, "rule": rule, "role": role, "stem": "01", **row, **spec}]
 
 
-def test_table5_puts_ours_next_to_reported_didfuse():
+def _paper_tno(method="DIDFuse"):
     reported = report.load_reported(exp.PAPER)
-    paper_tno = reported[(reported["table"] == "V") & (reported["dataset"] == "TNO") & (reported["method"] == "DIDFuse")]
-    values = paper_tno.set_index("metric").loc[exp.METRICS, "value"].tolist()
-    rows = (_raw_rows("base_seed0", "base", 0, "sal+cam", "test_tno", values)
-            + _raw_rows("base_seed1", "base", 1, "sal+cam", "test_tno", values)
-            + _raw_rows("base_seed0", "base", 0, "sum", "test_tno", [2.0] * 6)
+    cells = reported[(reported["table"] == "V") & (reported["dataset"] == "TNO") & (reported["method"] == method)]
+    return reported, cells.set_index("metric").loc[exp.METRICS, "value"].tolist()
+
+
+def test_table5_puts_both_readings_next_to_the_papers_didfuse():
+    reported, values = _paper_tno()
+    rows = (_raw_rows("base_seed0", "base", 0, "sum", "test_tno", values)
+            + _raw_rows("base_seed1", "base", 1, "sum", "test_tno", values)
+            + _raw_rows("base_seed0", "base", 0, "sal+cam", "test_tno", [2.0] * 6)
             + _raw_rows("tif", "tif", -1, "-", "test_tno", [1.0] * 6))
     table = exp.table5(pd.DataFrame(rows), reported)
-    with_sum = table[(table["dataset"] == "TNO") & (table["method"] == "DIDFuse ours + sum")]
-    assert with_sum["ours_mean"].eq(2.0).all() and with_sum["reported"].isna().all()
-    assert with_sum["ours_note"].str.contains("sum").all()
-    ours = table[(table["dataset"] == "TNO") & (table["method"] == "DIDFuse")]
-    assert (ours["delta_pct"].abs() < 1e-9).all() and (ours["n"] == 2).all()
+    code = table[(table["dataset"] == "TNO") & (table["method"] == "DIDFuse (ours, sum)")]
+    assert (code["delta_pct"].abs() < 1e-9).all() and (code["n"] == 2).all()
+    assert code["ours_note"].str.contains("code reading").all()
+    paper = table[(table["dataset"] == "TNO") & (table["method"] == "DIDFuse (ours, sal+cam)")]
+    assert paper["ours_mean"].eq(2.0).all() and (paper["n"] == 1).all()
+    assert paper.set_index("metric").loc[exp.METRICS, "reported"].tolist() == values
+    assert "DIDFuse" not in set(table["method"])  # the paper's DIDFuse value sits next to each reading instead
     assert table[(table["method"] == "TSIFVS") & (table["dataset"] == "TNO")]["ours_mean"].eq(1.0).all()
     assert set(table[table["dataset"] == "NIR-Forest"]["ours_note"]) == {"data not available"}
-    wide = exp.wide5(table)
-    assert wide.loc[wide["dataset"] == "NIR-Field", "DIDFuse (ours)"].eq("data not available").all()
+    assert set(exp.fidelity_rows(table, "code")["method"]) == {"DIDFuse (ours, sum)", "TSIFVS"}
+    wide = exp.wide5(table, reported)
+    assert list(wide.columns[-3:-1]) == ["DIDFuse (ours, sum) [code reading]", "DIDFuse (ours, sal+cam) [paper reading]"]
+    assert wide.loc[wide["dataset"] == "NIR-Field", "DIDFuse (ours, sum) [code reading]"].eq("data not available").all()
+    assert wide.loc[wide["dataset"] == "TNO", "DIDFuse (reported)"].tolist() == values
+    assert exp.HEADLINE in exp.READINGS and exp.READINGS[exp.HEADLINE] == "sum"
+
+
+def test_conventions5_counts_cells_within_5_percent_before_and_after_the_calibration():
+    reported, values = _paper_tno()
+    _, tsifvs = _paper_tno("TSIFVS")
+    # sum: calibrated SD/SF/VIF at the paper's value, the spec's reading 10 % above; TSIFVS: the other way round
+    spec_up = [1.1 * values[exp.METRICS.index(m)] for m in ("SD", "SF", "VIF")]
+    rows = (_raw_rows("base_seed0", "base", 0, "sum", "test_tno", values, spec_up)
+            + _raw_rows("tif", "tif", -1, "-", "test_tno", [1.1 * v for v in tsifvs],
+                        [tsifvs[exp.METRICS.index(m)] for m in ("SD", "SF", "VIF")]))
+    table = exp.conventions5(pd.DataFrame(rows), reported)
+    counts = exp.within5(table).set_index(["method", "dataset"])
+    assert counts.loc[("DIDFuse (ours, sum)", "TNO"), ["within didfuse_spec", "within didfuse"]].tolist() == [3, 6]
+    assert counts.loc[("TSIFVS", "all three"), ["cells", "within didfuse_spec", "within didfuse"]].tolist() == [6, 3, 0]
+    per_metric = exp.within5_by_metric(table, "DIDFuse (ours, sum)").set_index("metric")
+    assert per_metric.loc["SF"].tolist() == [0, 1] and per_metric.loc["EN"].tolist() == [1, 1]
+    with pytest.raises(ValueError, match="raw files hold"):
+        exp.run_means(pd.DataFrame(rows), "tang")
 
 
 def test_table3_compares_every_rule_with_both_reported_scenes():
@@ -152,6 +182,24 @@ def test_table4_counts_larger_values_per_experiment():
     assert counts["paper_ours_larger"].tolist() == [12, 10, 11, 9, 12]
     total, agree = exp.signs4(table)
     assert total == 24 and agree == 12 + 8  # exp1: all 12 paper cells say Ours > Test; exp2: 8 of 12 agree
+    rows += _raw_rows("exp1_seed0", "exp1", 0, "sum", "val", [6.0] * 6)  # the code reading: exp1 wins instead
+    code = exp.larger_counts(exp.table4(pd.DataFrame(rows), reported, "sum")).set_index("experiment")
+    assert code.loc["exp1", ["ours_ours_larger", "ours_cells", "n_ours"]].tolist() == [0, 6, 0]  # no base row with sum
+    assert exp.table4(pd.DataFrame(rows), reported, "sum")["rule"].eq("sum").all()
+
+
+def test_fig6_keeps_one_series_per_reading():
+    rows = []
+    for seed in (0, 1):
+        rows += _raw_rows(f"base_seed{seed}", "base", seed, "sum", "test_tno", [7.1 + seed] * 6)
+        rows += _raw_rows(f"base_seed{seed}", "base", seed, "sal+cam", "test_tno", [6.0] * 6)
+    raw = pd.DataFrame(rows)
+    runs = pd.concat([exp.fig6_runs(raw, rule) for rule in exp.READINGS.values()], ignore_index=True)
+    assert runs.groupby("rule")["seed"].nunique().to_dict() == {"sal+cam": 2, "sum": 2}
+    summary = exp.fig6_summary(runs, exp.competitor_lines(report.load_reported(exp.PAPER)))
+    tno_en = summary[(summary["dataset"] == "TNO") & (summary["metric"] == "EN")].set_index("reading")
+    assert tno_en.loc["code", "ours_mean"] == pytest.approx(7.6) and tno_en.loc["paper", "ours_mean"] == 6.0
+    assert tno_en.loc["code", "runs_above_best"] == 2 and tno_en.loc["paper", "runs_above_best"] == 0  # best: 7.025
 
 
 def test_competitor_lines_exclude_didfuse():

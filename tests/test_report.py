@@ -51,6 +51,24 @@ def test_fidelity_file_has_exactly_the_agreed_keys(tmp_path):
     assert set(json.loads(path.read_text())) == set(report.FIDELITY_KEYS)
 
 
+def test_readings_sum_their_own_parts_and_the_scoreboard_lists_the_headline_first(tmp_path):
+    def piece(cells, within):
+        return {"cells": cells, "within_5pct": within, "sign_total": 0, "sign_agree": 0, "substitutes": ["s"]}
+
+    folder = tmp_path / "paper"
+    report.write_fidelity(folder, piece(18, 9), part="01", label="code: sum (headline)")
+    report.write_fidelity(folder, piece(72, 3), part="01a")  # a part without a label keeps the headline's
+    report.write_fidelity(folder, piece(18, 2), part="01", reading="paper", label="paper: sal+cam")
+    report.write_fidelity(folder, piece(72, 3), part="01a", reading="paper")
+    headline, other = (json.loads((folder / name).read_text()) for name in ("fidelity.json", "fidelity_paper.json"))
+    assert (headline["cells"], headline["within_5pct"], headline["reading"]) == (90, 12, "code: sum (headline)")
+    assert (other["cells"], other["within_5pct"], other["reading"]) == (90, 5, "paper: sal+cam")
+    board = report.collect_fidelity(tmp_path)
+    assert list(board["paper"]) == ["paper", "paper [paper]"] and list(board["within_5pct"]) == [12, 5]
+    with pytest.raises(ValueError, match="plain name"):
+        report.write_fidelity(folder, piece(1, 0), part="01", reading="../x")
+
+
 def test_markdown_table_has_header_rule_and_rows(tmp_path):
     csv_path, md_path = report.write_table(pd.DataFrame({"a": [1.23456, float("nan")], "b": ["x", "y"]}), tmp_path,
                                            "t", "Caption", {"profile": "quick"})

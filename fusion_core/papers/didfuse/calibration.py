@@ -12,12 +12,14 @@ Commands (one thread; ``PYTHONPATH`` = repository root)::
 
     python -m fusion_core.papers.didfuse.calibration tsifvs      # ~2 min: the candidate table (csv + md)
     python -m fusion_core.papers.didfuse.calibration released    # the authors' released images, both conventions
-    python -m fusion_core.papers.didfuse.calibration rescore --out build/calibration   # hours: DIDFuse models
-    python -m fusion_core.papers.didfuse.calibration compare --out build/calibration   # cells within ±5 %
+    python -m fusion_core.papers.didfuse.calibration compare     # cells within ±5 %, both conventions
+    python -m fusion_core.papers.didfuse.calibration rescore --out build/calibration   # hours: a scratch re-fuse
 
-``rescore`` re-fuses trained/released DIDFuse models through the raw-results engine with the calibrated
-convention into a scratch folder (resumable); ``compare`` reads those files and the committed ``didfuse`` ones
-and counts the Table V cells within ±5 % of the paper under each convention.
+``compare`` reads the committed raw files of the test sets (they hold both conventions: ``SD``/``SF``/``VIF``
+calibrated and ``SD_spec``/``SF_spec``/``VIF_spec``, the same fused images) and counts, per file, the Table V
+cells within ±5 % of the paper under each convention. ``rescore`` re-fuses trained/released DIDFuse models
+through the raw-results engine into a scratch folder (resumable), for trying a convention without touching
+the committed files (``compare --raw`` then reads them).
 """
 from __future__ import annotations
 
@@ -356,24 +358,24 @@ def rescore(out: Path, threads: int = 1, plan=RESCORE) -> None:
                     log(f"complete: {path}")
 
 
-def compare(out: Path) -> pd.DataFrame:
-    """Set means of every raw file present under both conventions vs the paper's DIDFuse (or TSIFVS) cells."""
-    committed = results_dir(PAPER, "eval") / "raw"
+def compare(raw_root: Path) -> pd.DataFrame:
+    """Set means of every complete raw test file under ``raw_root`` under both conventions (the ``*_spec``
+    columns are the spec's reading, the others the calibrated one) vs the paper's DIDFuse (or TSIFVS) cells."""
     paper = {"DIDFuse": reported("DIDFuse"), "TSIFVS": reported("TSIFVS")}
     rows = []
-    for path in sorted((Path(out) / "raw").rglob("*.csv")):
-        if path.name.endswith(".partial.csv"):
-            continue
+    for path in sorted(Path(raw_root).rglob("*.csv")):
         role = path.parent.name
-        old = committed / role / path.name
-        if role not in TEST_SETS or not old.is_file():
+        if path.name.endswith(".partial.csv") or role not in TEST_SETS:
             continue
-        new_df, old_df = pd.read_csv(path, dtype={"stem": str}), pd.read_csv(old, dtype={"stem": str})
+        frame = pd.read_csv(path, dtype={"stem": str})
+        if not {f"{m}_spec" for m in ("SD", "SF", "VIF")} <= set(frame.columns):
+            raise ValueError(f"{path}: no SD_spec/SF_spec/VIF_spec columns (written before the calibration; recompute)")
         target = "TSIFVS" if path.stem == "tif" else "DIDFuse"
         for m in ["EN", "SD", "SF", "VIF", "AG", "SCD"]:
             ref = float(paper[target].loc[m, TEST_SETS[role]])
+            old = f"{m}_spec" if m in ("SD", "SF", "VIF") else m
             row = {"file": f"{role}/{path.name}", "dataset": TEST_SETS[role], "metric": m, "paper": ref, "vs": target,
-                   SPEC: float(old_df[m].mean()), CALIBRATED: float(new_df[m].mean())}
+                   SPEC: float(frame[old].mean()), CALIBRATED: float(frame[m].mean())}
             for c in (SPEC, CALIBRATED):
                 row[f"{c} err %"] = 100.0 * (row[c] / ref - 1.0)
             rows.append(row)
@@ -423,7 +425,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fusion_core.papers.didfuse.calibration", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["tsifvs", "released", "rescore", "compare"])
-    parser.add_argument("--out", default="build/calibration", help="scratch folder of rescore/compare")
+    parser.add_argument("--out", default="build/calibration", help="scratch folder of rescore")
+    parser.add_argument("--raw", help="compare: the raw folder to read (default: the committed results/didfuse/raw)")
     parser.add_argument("--results", default=str(results_dir(PAPER, "eval")), help="where the csv/md files go")
     parser.add_argument("--limit", type=int, help="first N pairs per set (a smoke run; not for the results)")
     parser.add_argument("--threads", type=int, default=1)
@@ -440,7 +443,7 @@ def main(argv=None) -> int:
         table.to_csv(results / "calibration_tsifvs.csv", index=False, float_format="%.6g")
         (results / "calibration_tsifvs.md").write_text(
             "**DIDFuse Table V, TSIFVS column: every metric candidate tried (our tif on the same test images), "
-            "set means and error vs the paper; bold = the didfuse_calibrated choice**\n\n" + to_markdown(table))
+            "set means and error vs the paper; bold = the didfuse convention's choice**\n\n" + to_markdown(table))
         print(to_markdown(table))
     elif args.command == "released":
         table = score_released()
@@ -450,12 +453,13 @@ def main(argv=None) -> int:
         plan = RESCORE if not args.plan else [tuple(x or None for x in item.split(":")) for item in args.plan.split(";")]
         rescore(Path(args.out), args.threads, plan)
     else:
-        table = compare(Path(args.out))
+        table = compare(Path(args.raw) if args.raw else results_dir(PAPER, "eval") / "raw")
         table.to_csv(results / "calibration_rescored.csv", index=False, float_format="%.6g")
         summary = within_summary(table)
         (results / "calibration_rescored.md").write_text(
-            "**DIDFuse Table V cells within ±5 % of the paper, committed convention (didfuse) vs didfuse_calibrated, "
-            "per re-scored raw file (the fused images are the same; only the metric definitions differ)**\n\n"
+            "**DIDFuse Table V cells within ±5 % of the paper under didfuse_spec (before the TSIFVS calibration) and "
+            "didfuse (after), per committed raw file (the fused images are the same; only the metric definitions "
+            "differ)**\n\n"
             + _markdown(summary))
         print(table.to_string())
         print(summary.to_string(index=False))
