@@ -106,7 +106,7 @@ plt.close(fig)
 # ## DIDFuse released outputs vs the paper's Table V (TNO)
 #
 # The authors' released IJCAI outputs (`didfuse_released/TNO_IJCAI/F<n>.png` ↔ `tno40` pair NN) scored with the
-# `didfuse` convention (spec_001 §5.2), next to the DIDFuse column of Table V. Table V is the journal version's
+# `didfuse` convention (Table V's, calibrated on its TSIFVS column: issue 18), next to the DIDFuse column of Table V. Table V is the journal version's
 # final model, the released images are the IJCAI model's, so the columns need not agree; Δ% is reported, not
 # asserted. Profile `quick` scores the first 3 pairs only.
 

@@ -154,10 +154,13 @@ def test_didfuse_released_outputs_reproduce_the_spec_fixture_on_the_first_pairs(
     _vifb_root()
     from fusion_core.metrics.validation import didfuse_released_scores
 
-    table = didfuse_released_scores(limit=2)
+    table = didfuse_released_scores(limit=2, convention="didfuse_spec")
     assert list(table.columns) == ["pair", "EN", "SD", "SF", "VIF", "AG", "SCD"]
     assert table[["EN", "SD", "SF", "VIF", "AG", "SCD"]].notna().all().all()
     assert (table["VIF"] > 0.2).all() and (table["VIF"] < 2).all()  # a sum of two VIFp values
+    calibrated = didfuse_released_scores(limit=2)  # the same images under the Table V convention
+    assert calibrated[["EN", "AG", "SCD"]].equals(table[["EN", "AG", "SCD"]])
+    assert (calibrated["SD"] < table["SD"]).all()  # column-centred SD drops the spread between column means
 
 
 # --------------------------------------------------------------------------- loop references (tiny images)

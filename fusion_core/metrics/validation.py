@@ -80,12 +80,13 @@ def agreement_summary(table: pd.DataFrame) -> pd.DataFrame:
 DIDFUSE_TABLE_V_TNO = {"EN": 7.107, "SD": 44.251, "SF": 14.011, "VIF": 0.696, "AG": 4.688, "SCD": 1.834}
 
 
-def didfuse_released_scores(limit: int | None = None) -> pd.DataFrame:
-    """The authors' released IJCAI outputs ``TNO_IJCAI/F<n>.png`` (n ↔ tno40 pair NN), ``didfuse`` convention."""
+def didfuse_released_scores(limit: int | None = None, convention: str = "didfuse") -> pd.DataFrame:
+    """The authors' released IJCAI outputs ``TNO_IJCAI/F<n>.png`` (n ↔ tno40 pair NN) under ``convention``
+    (``didfuse``: the TSIFVS-calibrated Table V convention; ``didfuse_spec``: spec_001 §5.2's, its §11 fixture)."""
     folder = reference_root() / "didfuse_released" / "TNO_IJCAI"
     rows = []
     for pair in data.list_pairs("tno40")[:limit]:
         path = folder / f"F{int(pair.stem)}.png"
-        values = score(data.read_array(path), data.read_array(pair.ir), data.read_array(pair.vis), convention="didfuse")
+        values = score(data.read_array(path), data.read_array(pair.ir), data.read_array(pair.vis), convention=convention)
         rows.append({"pair": pair.stem, **{k: float(v[0]) for k, v in values.items()}})
     return pd.DataFrame(rows)
