@@ -12,7 +12,8 @@ For a learned method, ``gflop`` is what ``torch.utils.flop_counter.FlopCounterMo
 (the convolutions; the fusion rule's element-wise work is not counted) and ``ceiling_gflops`` the rate of the
 same conv2d shapes run bare (random data, one call each), timed right after each repeat of the fuse;
 ``fraction_of_ceiling`` is the median over the repeats of (bare convolutions s) / (fuse s), so that a change
-of load between the two is not read as a change of speed.
+of load between the two is not read as a change of speed (``fraction_of_ceiling_cpu``: the same ratio of
+process-CPU seconds, which other jobs on a busy machine move less).
 
 ``--rules METHOD=R1,R2`` also times a learned method with each of these rules (rows ``<method> (rule R)``):
 the rule's share of a fuse is then plain. With ``sum`` (one addition per feature value) the fuse is the
@@ -75,19 +76,20 @@ def conv_shapes(fuser, images) -> list[tuple]:
     return shapes
 
 
-def ceiling(shapes) -> float:
-    """Seconds for one bare conv2d call of each of these shapes (random data), summed."""
+def ceiling(shapes) -> tuple[float, float]:
+    """Wall and process-CPU seconds for one bare conv2d call of each of these shapes (random data), summed."""
     import torch
     import torch.nn.functional as F
 
-    total = 0.0
+    total, cpu = 0.0, 0.0
     with torch.inference_mode():
         for x_shape, w_shape, padding, dilation in shapes:
             x, w = torch.rand(x_shape), torch.rand(w_shape)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             F.conv2d(x, w, padding=padding, dilation=dilation)
             total += time.perf_counter() - start
-    return total
+            cpu += time.process_time() - start_cpu
+    return total, cpu
 
 
 def time_method(name: str, repeats: int, weights=None, rule=None) -> dict:
@@ -109,14 +111,16 @@ def time_method(name: str, repeats: int, weights=None, rule=None) -> dict:
     fused = fuse_images(fuser, images)  # warm-up
     learned = getattr(fuser, "model", None) is not None
     shapes = conv_shapes(fuser, images) if learned else []
-    walls, cpus, ceilings = [], [], []
+    walls, cpus, ceilings, ceiling_cpus = [], [], [], []
     for _ in range(repeats):
         wall, cpu = time.perf_counter(), time.process_time()
         fuse_images(fuser, images)
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
         if learned:  # the peer right after each fuse, so both see the same load
-            ceilings.append(ceiling(shapes))
+            bare, bare_cpu = ceiling(shapes)
+            ceilings.append(bare)
+            ceiling_cpus.append(bare_cpu)
     row = {"method": name if rule is None else f"{name} (rule {rule})", "kind": kind, "rule": rule or "default",
            "s_per_pair": statistics.median(walls),
            "cpu_s_per_pair": statistics.median(cpus), "weights": str(weights or "")}
@@ -129,6 +133,8 @@ def time_method(name: str, repeats: int, weights=None, rule=None) -> dict:
         row["ceiling_gflops"] = row["gflop"] / statistics.median(ceilings)
         # median of the per-repeat ratios: each fuse against the bare convolutions timed right after it
         row["fraction_of_ceiling"] = statistics.median(c / w for c, w in zip(ceilings, walls))
+        # the same in CPU seconds of this process (all its threads): less moved by other jobs than wall time
+        row["fraction_of_ceiling_cpu"] = statistics.median(c / w for c, w in zip(ceiling_cpus, cpus))
     row["_fused"] = fused
     return row
 
