@@ -3,7 +3,7 @@ achieved GFLOP/s against plain ``conv2d`` calls of the same shapes timed in the 
 ceiling of the network's arithmetic on this machine).
 
     python benchmarks/fuse_speed.py [--methods didfuse,res2netfuse,...] [--repeats 3] [--threads N]
-                                    [--before REV] [--out benchmarks/results/fuse_speed_cpu.csv]
+                                    [--rules didfuse=sum,sal+cam] [--before REV] [--out benchmarks/results/fuse_speed_cpu.csv]
 
 The pair is VIFB's ``labMan`` (640×480, real data), fused on Y through ``fusion_core.fuse.fuse_images`` with
 each method's default weights and rule — what ``python -m fusion_core fuse`` runs, start-up excluded. Each
@@ -12,7 +12,15 @@ For a learned method, ``gflop`` is what ``torch.utils.flop_counter.FlopCounterMo
 (the convolutions; the fusion rule's element-wise work is not counted) and ``ceiling_gflops`` the rate of the
 same conv2d shapes run bare (random data, one call each), timed right after each repeat of the fuse;
 ``fraction_of_ceiling`` is the median over the repeats of (bare convolutions s) / (fuse s), so that a change
-of load between the two is not read as a change of speed.
+of load between the two is not read as a change of speed (``fraction_of_ceiling_cpu``: the same ratio of
+process-CPU seconds, which other jobs on a busy machine move less).
+
+``--rules METHOD=R1,R2`` also times a learned method with each of these rules (rows ``<method> (rule R)``):
+the rule's share of a fuse is then plain. With ``sum`` (one addition per feature value) the fuse is the
+network alone, so its ``fraction_of_ceiling`` is the network's; with ``sal+cam`` (DIDFuse's default) it is the
+network plus the rule's box filters and element-wise passes, which the convolution ceiling does not count.
+
+A run replaces the rows of the methods it times and keeps the others (each row carries its own date and load).
 
 ``--before REV`` also times DIDFuse as committed at git revision ``REV`` (a scratch copy of its
 ``fusion_core/``, in a subprocess, alternating with the current code in subprocesses of their own) and
@@ -68,22 +76,23 @@ def conv_shapes(fuser, images) -> list[tuple]:
     return shapes
 
 
-def ceiling(shapes) -> float:
-    """Seconds for one bare conv2d call of each of these shapes (random data), summed."""
+def ceiling(shapes) -> tuple[float, float]:
+    """Wall and process-CPU seconds for one bare conv2d call of each of these shapes (random data), summed."""
     import torch
     import torch.nn.functional as F
 
-    total = 0.0
+    total, cpu = 0.0, 0.0
     with torch.inference_mode():
         for x_shape, w_shape, padding, dilation in shapes:
             x, w = torch.rand(x_shape), torch.rand(w_shape)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             F.conv2d(x, w, padding=padding, dilation=dilation)
             total += time.perf_counter() - start
-    return total
+            cpu += time.process_time() - start_cpu
+    return total, cpu
 
 
-def time_method(name: str, repeats: int, weights=None) -> dict:
+def time_method(name: str, repeats: int, weights=None, rule=None) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -98,19 +107,22 @@ def time_method(name: str, repeats: int, weights=None) -> dict:
     else:
         kind = method_info(name).kind
         weights, _ = resolve_weights(name, weights)
-    fuser = build_method(name, weights=weights)
+    fuser = build_method(name, weights=weights, rule=rule) if rule else build_method(name, weights=weights)
     fused = fuse_images(fuser, images)  # warm-up
     learned = getattr(fuser, "model", None) is not None
     shapes = conv_shapes(fuser, images) if learned else []
-    walls, cpus, ceilings = [], [], []
+    walls, cpus, ceilings, ceiling_cpus = [], [], [], []
     for _ in range(repeats):
         wall, cpu = time.perf_counter(), time.process_time()
         fuse_images(fuser, images)
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
         if learned:  # the peer right after each fuse, so both see the same load
-            ceilings.append(ceiling(shapes))
-    row = {"method": name, "kind": kind, "s_per_pair": statistics.median(walls),
+            bare, bare_cpu = ceiling(shapes)
+            ceilings.append(bare)
+            ceiling_cpus.append(bare_cpu)
+    row = {"method": name if rule is None else f"{name} (rule {rule})", "kind": kind, "rule": rule or "default",
+           "s_per_pair": statistics.median(walls),
            "cpu_s_per_pair": statistics.median(cpus), "weights": str(weights or "")}
     if learned:
         counter = FlopCounterMode(display=False)
@@ -121,6 +133,8 @@ def time_method(name: str, repeats: int, weights=None) -> dict:
         row["ceiling_gflops"] = row["gflop"] / statistics.median(ceilings)
         # median of the per-repeat ratios: each fuse against the bare convolutions timed right after it
         row["fraction_of_ceiling"] = statistics.median(c / w for c, w in zip(ceilings, walls))
+        # the same in CPU seconds of this process (all its threads): less moved by other jobs than wall time
+        row["fraction_of_ceiling_cpu"] = statistics.median(c / w for c, w in zip(ceiling_cpus, cpus))
     row["_fused"] = fused
     return row
 
@@ -139,7 +153,7 @@ def _child(args) -> int:
             pass
         else:
             keep_freed_memory()
-    row = time_method(args.child, args.repeats, args.weights)
+    row = time_method(args.child, args.repeats, args.weights, args.rule)
     from fusion_core import data
 
     np.save(args.save, data.to_uint8(row.pop("_fused")))
@@ -147,8 +161,9 @@ def _child(args) -> int:
     return 0
 
 
-def _run_child(method: str, args, pythonpath: Path, save: Path, weights=None, lean_malloc=True) -> dict:
+def _run_child(method: str, args, pythonpath: Path, save: Path, weights=None, lean_malloc=True, rule=None) -> dict:
     cmd = [sys.executable, __file__, "--child", method, "--repeats", str(args.repeats), "--save", str(save)]
+    cmd += ["--rule", rule] if rule else []
     cmd += ["--threads", str(args.threads)] if args.threads else []
     cmd += ["--weights", str(weights)] if weights else []
     cmd += ["--lean-malloc"] if lean_malloc else []
@@ -197,6 +212,9 @@ def main(argv=None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--save", help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
+    parser.add_argument("--rule", help=argparse.SUPPRESS)
+    parser.add_argument("--rules", action="append", default=[], metavar="METHOD=R1,R2",
+                        help="also time a learned method with each of these rules (repeatable)")
     parser.add_argument("--lean-malloc", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -210,12 +228,16 @@ def main(argv=None) -> int:
 
     load_before = os.getloadavg()[0]
     names = args.methods.split(",") if args.methods else method_names()
+    extra = {}
+    for item in args.rules:
+        method, _, rules = item.partition("=")
+        extra.setdefault(method.strip(), []).extend(r.strip() for r in rules.split(",") if r.strip())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            row = _run_child(name, args, REPO, Path(tmp) / "fused.npy")
+        for name, rule in [(n, None) for n in names] + [(m, r) for m, rs in extra.items() for r in rs]:
+            row = _run_child(name, args, REPO, Path(tmp) / "fused.npy", rule=rule)
             rows.append(row)
-            print(f"{name:12s} {row['s_per_pair']:7.3f} s/pair  cpu {row['cpu_s_per_pair']:7.3f} s"
+            print(f"{row['method']:24s} {row['s_per_pair']:7.3f} s/pair  cpu {row['cpu_s_per_pair']:7.3f} s"
                   + (f"  {row['gflops']:.1f} GFLOP/s of {row['ceiling_gflops']:.1f} ({row['fraction_of_ceiling']:.0%})"
                      if "gflops" in row else ""), flush=True)
     if args.before:
@@ -226,6 +248,7 @@ def main(argv=None) -> int:
                   f"{row['pixels_differing']} (max {row['max_grey_level_difference']})", flush=True)
     load_after = os.getloadavg()[0]
     table = pd.DataFrame(rows)
+    table["date"] = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime())
     table["pair"] = "vifb21/labMan 640x480"
     table["threads"] = args.threads or torch.get_num_threads()
     table["cpus"] = os.cpu_count()
@@ -234,6 +257,11 @@ def main(argv=None) -> int:
     table["load_before"], table["load_after"] = round(load_before, 2), round(load_after, 2)
     table["note"] = ("other jobs were running (load average above half the CPUs): re-take on a quiet machine"
                      if max(load_before, load_after) > (os.cpu_count() or 1) / 2 else "quiet machine")
+    if Path(args.out).is_file():  # keep the rows of methods this run did not time
+        timed = {name for name in names} | set(extra)
+        old = pd.read_csv(args.out)
+        keep = old[~old["method"].str.split(" ").str[0].isin(timed)]
+        table = pd.concat([keep, table], ignore_index=True)
     io.write_csv(args.out, table)
     print(f"load average {load_before:.1f} → {load_after:.1f}; table → {args.out}")
     return 0

@@ -1,6 +1,6 @@
 """`score` end to end on the 42 `tno42` pairs against a reference Python evaluator timed in the same run.
 
-    python benchmarks/score_speed.py [--rounds 1] [--out benchmarks/results/score_speed_cpu.csv]
+    python benchmarks/score_speed.py [--rounds 1] [--append] [--out benchmarks/results/score_speed_cpu.csv]
 
 What a user runs, start-up included: ``python -m fusion_core score --fused DIR --dataset tno42 --convention tang
 --metrics EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM`` (one process per CPU, one thread each; and once with
@@ -8,7 +8,9 @@ What a user runs, start-up included: ``python -m fusion_core score --fused DIR -
 NumPy/SciPy/scikit-image loop over the same nine metrics (see its docstring: their file could not be run
 here). The fused images are the pixel average of each pair (``fuse --method average``), written once to a
 scratch folder. Each tool runs as a fresh process, timed by wall clock, alternating, ``--rounds`` times; the
-ratio is reference seconds / ours in the same round. Not a test: seconds depend on the machine and its load
+ratio is reference seconds / ours in the same round (``reference_over_this``, wall clock: the goal), beside the same
+ratio of CPU seconds (user + system of the command and its workers: ``reference_cpu_over_this``), which a busy
+machine moves far less; with one process per CPU ours spends more CPU than wall time. Not a test: seconds depend on the machine and its load
 (the table records the load average before and after); the ratio, taken side by side, less so.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -26,20 +29,26 @@ REPO = Path(__file__).resolve().parents[1]
 METRICS = "EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM"
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds of one run of ``cmd`` and the CPU seconds (user + system) of it and its worker processes."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr}")
-    print(f"  {seconds:7.1f} s  {' '.join(cmd[1:4])}…  {done.stdout.strip().splitlines()[0]}", flush=True)
-    return seconds
+    print(f"  {seconds:7.1f} s  (cpu {cpu:6.1f} s)  {' '.join(cmd[1:4])}…  {done.stdout.strip().splitlines()[0]}",
+          flush=True)
+    return seconds, cpu
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "score_speed_cpu.csv"))
+    parser.add_argument("--append", action="store_true", help="add this run's rows to --out instead of replacing it")
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -61,12 +70,14 @@ def main(argv=None) -> int:
         for round_ in range(args.rounds):
             times = {"fusion_core score": timed(ours), "reference evaluator": timed(reference),
                      "fusion_core score --jobs 1": timed(ours + ["--jobs", "1"])}
-            for tool, seconds in times.items():
+            reference_wall, reference_cpu = times["reference evaluator"]
+            for tool, (seconds, cpu) in times.items():
                 rows.append({"round": round_, "tool": tool, "seconds": seconds, "pairs": len(pairs),
-                             "s_per_pair": seconds / len(pairs),
-                             "reference_over_this": times["reference evaluator"] / seconds})
+                             "s_per_pair": seconds / len(pairs), "reference_over_this": reference_wall / seconds,
+                             "cpu_seconds": cpu, "reference_cpu_over_this": reference_cpu / cpu})
         load_after = os.getloadavg()[0]
     table = pd.DataFrame(rows)
+    table["date"] = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime())
     table["metrics"] = METRICS.replace(",", " ")
     table["start_up_included"] = True
     table["cpus"] = os.cpu_count()
@@ -75,8 +86,10 @@ def main(argv=None) -> int:
     table["load_before"], table["load_after"] = round(load_before, 2), round(load_after, 2)
     table["note"] = ("other jobs were running (load average above half the CPUs): re-take on a quiet machine"
                      if max(load_before, load_after) > (os.cpu_count() or 1) / 2 else "quiet machine")
-    io.write_csv(args.out, table)
     best = table.groupby("tool")["reference_over_this"].median()
+    if args.append and Path(args.out).is_file():
+        table = pd.concat([pd.read_csv(args.out), table], ignore_index=True)
+    io.write_csv(args.out, table)
     print(f"reference / ours (median over rounds): {best['fusion_core score']:.1f}x with one process per CPU, "
           f"{best['fusion_core score --jobs 1']:.1f}x with --jobs 1; load {load_before:.1f} → {load_after:.1f}; "
           f"→ {args.out}")

@@ -212,6 +212,17 @@ def saliency_attention(a: torch.Tensor, b: torch.Tensor, radius: int = 45, eps: 
     return weight * a + (1.0 - weight) * b
 
 
+def _saliency_with_channel_attention(a: torch.Tensor, b: torch.Tensor, radius: int = 45, eps: float = 0.01,
+                                     pool: str = "absmean") -> torch.Tensor:
+    """Eq. 17 for the saliency rule on the CPU plane path: ½(:func:`saliency_attention` + :func:`channel_attention`)
+    computed plane by plane in one pass (the same element-wise operations in the same order, so the same values)."""
+    _check_pair(a, b)
+    return _saliency_planes(a, b, radius, eps, LEVELS, (a, b), channel_weights(a, b, pool))
+
+
+saliency_attention.with_channel_attention = _saliency_with_channel_attention  # type: ignore[attr-defined]
+
+
 def _plane_path(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether the saliency rule may run plane by plane in NumPy/OpenCV (CPU float32/64, no autograd)."""
     return (a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64) and b.dtype == a.dtype
@@ -219,9 +230,11 @@ def _plane_path(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def _saliency_planes(a: torch.Tensor, b: torch.Tensor, radius: int, eps: float, levels: int,
-                     blend: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+                     blend: tuple[torch.Tensor, torch.Tensor] | None,
+                     channel: torch.Tensor | None = None) -> torch.Tensor:
     r"""The CPU path of :func:`saliency_weights` (``blend`` None) or :func:`saliency_attention` (``blend`` =
-    (a, b): the weighted sum of Eq. 12 as well), one channel plane at a time.
+    (a, b): the weighted sum of Eq. 12 as well); with ``channel`` (λ_a of Eq. 15, N×C×1×1) also Eq. 17's
+    average with the channel attention, ½(F^sal + λ_a a + (1 − λ_a) b). One channel plane at a time.
 
     The same float operations in the same order as the tensor path, so the same values (tested): every step
     is element-wise or exact (min, max, integer counts, table lookups) except the histogram-to-table product
@@ -229,24 +242,32 @@ def _saliency_planes(a: torch.Tensor, b: torch.Tensor, radius: int, eps: float, 
     Why planes: on whole 64×480×640 feature stacks each of the rule's ~40 element-wise steps streams 80 MB
     through memory and OpenCV's box filters run apart from them; per plane (1.2 MB) the temporaries stay in
     cache, and the planes are spread over ``torch.get_num_threads()`` threads (NumPy and OpenCV release the
-    GIL; no plane's arithmetic depends on the split).
+    GIL; no plane's arithmetic depends on the split). The two sources' planes travel interleaved (H×W×2), so
+    each box filter, lookup and element-wise step of the guided filters runs once for both sides: OpenCV
+    filters each channel of a multi-channel image with the single-channel arithmetic (tested: same values);
+    the levels are kept as uint8 (exact: integers 0..255) for ``cv2.calcHist`` and ``cv2.LUT``.
     """
     n, c, h, w = a.shape
+    planes = n * c
     low = torch.minimum(a.amin((-2, -1), keepdim=True), b.amin((-2, -1), keepdim=True))
     high = torch.maximum(a.amax((-2, -1), keepdim=True), b.amax((-2, -1), keepdim=True))
     scale = (levels - 1) / (high - low + EPS)  # as quantise_jointly
-    xa, xb = (x.detach().reshape(n * c, h, w).contiguous().numpy() for x in (a, b))
+    xa, xb = (x.detach().reshape(planes, h, w).contiguous().numpy() for x in (a, b))
+    dtype = xa.dtype
     lows, scales = low.reshape(-1).numpy(), scale.reshape(-1).numpy()
-    qa, qb = np.empty_like(xa), np.empty_like(xb)
-    counts = np.empty((2, n * c, levels), dtype=xa.dtype)
+    byte_levels = levels == 256  # cv2.LUT takes exactly 256 entries
+    q = np.empty((planes, 2, h, w), dtype=np.uint8 if byte_levels else dtype)  # both sides' levels
+    counts = np.empty((2, planes, levels), dtype=dtype)
 
     def quantise(i: int) -> None:
-        for x, q, side in ((xa, qa, 0), (xb, qb, 1)):
-            np.clip(np.rint(np.multiply(np.subtract(x[i], lows[i], out=q[i]), scales[i], out=q[i]), out=q[i]),
-                    0, levels - 1, out=q[i])
-            counts[side, i] = np.bincount(q[i].astype(np.intp).ravel(), minlength=levels)
+        for side, x in enumerate((xa[i], xb[i])):
+            t = np.subtract(x, lows[i])
+            np.clip(np.rint(np.multiply(t, scales[i], out=t), out=t), 0, levels - 1, out=t)
+            q[i, side] = t
+            counts[side, i] = (cv2.calcHist([q[i, side]], [0], None, [levels], [0, levels]).ravel() if byte_levels
+                               else np.bincount(t.astype(np.intp).ravel(), minlength=levels))
 
-    _map_planes(quantise, n * c)
+    _map_planes(quantise, planes)
     # Eq. 9's lookup table T[v] = Σ_k H(k)|k − v| per side, with histogram_saliency's arithmetic on N×C×L
     grid = torch.arange(levels, dtype=a.dtype)
     distance = (grid[:, None] - grid[None, :]).abs()
@@ -254,46 +275,74 @@ def _saliency_planes(a: torch.Tensor, b: torch.Tensor, radius: int, eps: float, 
     for side in counts:
         hist = torch.from_numpy(side).view(n, c, levels)
         hist /= h * w
-        tables.append((hist @ distance).view(n * c, levels).numpy())
+        tables.append((hist @ distance).view(planes, levels).numpy())
     radius = max(1, min(radius, h - 1, w - 1))
+    if channel is not None:
+        lam = channel.reshape(-1)
+        lam_a, lam_b = lam.numpy(), (1.0 - lam).numpy()  # channel_attention's weight and 1 − weight
     out = np.empty_like(xa)
 
-    def weigh(i: int) -> None:
-        ia, ib = qa[i].astype(np.intp), qb[i].astype(np.intp)
-        sal_a, sal_b = tables[0][i][ia], tables[1][i][ib]
-        raw_a = sal_a / ((sal_b + sal_a) + EPS)  # S_a / (S_a + S_b + eps)
-        guide_a, guide_b = qa[i] / (levels - 1), qb[i] / (levels - 1)
-        chi_a = np.maximum(_guided_plane(guide_a, raw_a, radius, eps), 0)
-        chi_b = np.maximum(_guided_plane(guide_b, (-raw_a) + 1.0, radius, eps), 0)
-        weight = np.divide(chi_a, (chi_b + chi_a) + EPS, out=out[i] if blend is None else None)
-        if blend is not None:
-            np.add(weight * xa[i], (1.0 - weight) * xb[i], out=out[i])
+    def weigh(first: int) -> None:
+        group = range(first, min(first + 2, planes))  # two planes: four channels, OpenCV's fastest box filter
+        weights, guides = [], []
+        for i in group:
+            qa, qb = q[i]
+            if byte_levels:
+                sal_a, sal_b = cv2.LUT(qa, tables[0][i]), cv2.LUT(qb, tables[1][i])
+            else:
+                sal_a, sal_b = tables[0][i][qa.astype(np.intp)], tables[1][i][qb.astype(np.intp)]
+            raw_a = sal_a / ((sal_b + sal_a) + EPS)  # S_a / (S_a + S_b + eps)
+            weights += [raw_a, (-raw_a) + 1.0]  # the weights of a and b
+            guides += [qa, qb]
+        guide = cv2.merge(guides).astype(dtype)
+        guide /= levels - 1
+        chi = _guided_plane(guide, cv2.merge(weights), radius, eps)
+        chi = cv2.split(np.maximum(chi, 0, out=chi))
+        for k, i in enumerate(group):
+            chi_a, chi_b = chi[2 * k], chi[2 * k + 1]
+            weight = np.divide(chi_a, (chi_b + chi_a) + EPS, out=out[i] if blend is None else None)
+            if blend is not None:
+                fused = np.add(weight * xa[i], (1.0 - weight) * xb[i], out=out[i] if channel is None else None)
+                if channel is not None:
+                    np.multiply(0.5, fused + (lam_a[i] * xa[i] + lam_b[i] * xb[i]), out=out[i])
 
-    _map_planes(weigh, n * c)
+    _map_planes(weigh, range(0, planes, 2))
     return torch.from_numpy(out).view(n, c, h, w)
 
 
 def _guided_plane(guide: np.ndarray, p: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """:func:`guided_filter`'s no-autograd arithmetic on one H×W plane (NumPy + ``cv2.blur``, same values)."""
+    """:func:`guided_filter`'s no-autograd arithmetic on one H×W plane, or on H×W×k planes filtered channel by
+    channel (NumPy + ``cv2.blur``, same values)."""
     k = (2 * radius + 1, 2 * radius + 1)
 
     def box(x: np.ndarray) -> np.ndarray:
         return cv2.blur(x, k, borderType=cv2.BORDER_REFLECT_101)
 
     mean_g, mean_p = box(guide), box(p)
-    var_g = box(guide * guide) - mean_g * mean_g
-    a = (box(guide * p) - mean_g * mean_p) / (var_g + eps)
-    b = mean_p - a * mean_g
-    return box(a) * guide + box(b)
+    # guided_filter's arithmetic, in place where a temporary ends (same operations, same values)
+    var_g = box(guide * guide)
+    var_g -= mean_g * mean_g
+    var_g += eps
+    a = box(guide * p)
+    a -= mean_g * mean_p
+    a /= var_g
+    mean_g *= a
+    b = np.subtract(mean_p, mean_g, out=mean_p)  # mean_p − a·mean_g
+    out = box(a)
+    out *= guide
+    out += box(b)
+    return out
 
 
-def _map_planes(work: Callable[[int], None], planes: int) -> None:
-    """``work(i)`` for every plane index, on ``torch.get_num_threads()`` threads (one process-local pool)."""
-    workers = min(torch.get_num_threads(), planes)
+def _map_planes(work: Callable[[int], None], planes: int | range) -> None:
+    """``work(i)`` for every plane index (``range(planes)``, or the given range), on ``torch.get_num_threads()``
+    threads (one process-local pool)."""
+    indices = range(planes) if isinstance(planes, int) else planes
+    workers = min(torch.get_num_threads(), len(indices))
     if workers > 1:
-        list(_blur_pool(workers, os.getpid()).map(work, range(planes)))
+        list(_blur_pool(workers, os.getpid()).map(work, indices))
     else:
-        for i in range(planes):
+        for i in indices:
             work(i)
 
 
@@ -327,7 +376,11 @@ def with_channel_attention(spatial: Rule, name: str) -> Rule:
     """Eq. 17: the average of a spatial rule and the channel attention module."""
     spatial_params = list(inspect.signature(spatial).parameters)[2:]
 
+    together = getattr(spatial, "with_channel_attention", None)  # one pass over the planes for both halves
+
     def rule(a: torch.Tensor, b: torch.Tensor, pool: str = "absmean", **params) -> torch.Tensor:
+        if together is not None and _plane_path(a, b):
+            return together(a, b, pool=pool, **params)
         return 0.5 * (spatial(a, b, **params) + channel_attention(a, b, pool))
 
     rule.__name__ = name.replace("+", "_")
