@@ -290,14 +290,3 @@ def test_target_contrast_known_answer():
     assert experiment.target_contrast(image, label) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="label"):
         experiment.target_contrast(image, torch.zeros(1, 1, 4, 4))
-
-
-def test_mos_drops_one_highest_and_one_lowest_rating_per_image_then_averages_images():
-    import pandas as pd
-
-    rows = [("TNO", "savf", "a", r, s) for r, s in enumerate([1, 3, 4, 5])]  # trimmed mean of 3, 4 = 3.5
-    rows += [("TNO", "savf", "b", r, s) for r, s in enumerate([2, 2, 2, 5])]  # 2, 2 → 2
-    table = experiment.mos(pd.DataFrame(rows, columns=["dataset", "method", "image", "rater", "score"]))
-    assert table.to_dict("records") == [{"dataset": "TNO", "method": "savf", "MOS": 2.75, "images": 2}]
-    with pytest.raises(ValueError, match="at least 3"):
-        experiment.mos(pd.DataFrame(rows[:2], columns=["dataset", "method", "image", "rater", "score"]))
