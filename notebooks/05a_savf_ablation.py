@@ -90,7 +90,7 @@ if raw is not None and len(raw.rows):
                        {"profile": profile, "protocol": used_protocol, "seed": seed})
     print(metrics.drop(columns=["row"]).round(3).to_string(index=False))
     long = exp.metrics_table(raw.rows.assign(source=raw.rows["source"].map(
-        lambda s: ablation.ROWS[s.rsplit("_seed", 1)[0]].label)))
+        lambda s: ablation.ROWS[s.rsplit("_seed", 1)[0]].label.replace(" ", ""))))  # one word: the tick label
     for role in exp.TEST_ROLES:
         if role in set(long["role"]):
             fig = exp.plot_metrics(long, role, f"SAVF ablations on {role} ({profile}, {used_protocol}), mean ± std over pairs")

@@ -7,7 +7,7 @@ top of the frozen sub-task columns (backbone, EnhanceNet, AttentionNet) copied f
 the same protocol and seed, so a row differs from OURS+ by its change and its own main-stage training, nothing else.
 (Removing the CAM from the sub-tasks too would retrain all three stages: not offered.)
 
-    python -m fusion_core.papers.savf.ablation --row nocam --protocol reduced --seed 0 --threads 1 --max-minutes 30
+    python -m fusion_core.papers.savf.ablation --row nocam --protocol reduced --seed 0 --threads 1 --max-minutes 30 --score
 
 Checkpoints ``savf_<protocol>_<row>_seed<S>.pt`` beside OURS+ (``checkpoints/savf/`` for ``reduced``); resumable: the
 same command continues (exit 75 while unfinished).
@@ -79,7 +79,7 @@ def command(row: str, protocol: str = "reduced", seed: int = 0) -> str:
     if row in ("base", "noatt"):
         variant = "" if row == "base" else " --variant noatt"
         return f"python -m fusion_core.papers.savf.train --protocol {protocol} --seed {seed}{variant} --threads 1"
-    return f"python -m fusion_core.papers.savf.ablation --row {row} --protocol {protocol} --seed {seed} --threads 1"
+    return f"python -m fusion_core.papers.savf.ablation --row {row} --protocol {protocol} --seed {seed} --threads 1 --score"
 
 
 def train_row(row: str, protocol: str = "reduced", seed: int = 0, out: str | Path | None = None, device: str = "cpu",
@@ -184,6 +184,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--score", action="store_true", help="once trained, compute the row's raw files on test_tno "
+                        "and test_vifb (convention savf) into results/savf/raw/, which the eval profile reads")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -195,7 +197,20 @@ def main(argv=None) -> int:
         return 2
     done = _done(checkpoint)
     print(f"{'finished' if done else 'stopped (rerun to resume)'}: {checkpoint} ({time.monotonic() - start:.0f} s)")
+    if done and args.score:
+        raw = score_rows(discover(args.protocol, (args.row,), (args.seed,), args.out), device=args.device)
+        print(f"raw rows: {len(raw.rows)} ({time.monotonic() - start:.0f} s)")
     return 0 if done else 75
+
+
+def score_rows(models: Sequence[TrainedModel], out: str | Path | None = None, device: str = "cpu"):
+    """Compute (or read) the raw files of ``models`` on both full test sets, as the eval profile of 05a reads them."""
+    from ... import engine, report
+    from . import experiment as exp
+
+    out = out if out is not None else report.results_dir(PAPER, "eval")
+    return engine.collect(sources(models, device), exp.test_sets("eval"), [None], metrics=exp.METRICS,
+                          convention=exp.CONVENTION, out=out, compute=True, verify=None)
 
 
 if __name__ == "__main__":
