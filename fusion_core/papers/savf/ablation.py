@@ -7,7 +7,7 @@ top of the frozen sub-task columns (backbone, EnhanceNet, AttentionNet) copied f
 the same protocol and seed, so a row differs from OURS+ by its change and its own main-stage training, nothing else.
 (Removing the CAM from the sub-tasks too would retrain all three stages: not offered.)
 
-    python -m fusion_core.papers.savf.ablation --row nocam --protocol reduced --seed 0 --threads 1 --max-minutes 30 --score
+    python -m fusion_core.papers.savf.ablation --row nocam --protocol reduced --seed 0 --threads 1 --max-minutes 30
 
 Checkpoints ``savf_<protocol>_<row>_seed<S>.pt`` beside OURS+ (``checkpoints/savf/`` for ``reduced``); resumable: the
 same command continues (exit 75 while unfinished).
@@ -79,7 +79,7 @@ def command(row: str, protocol: str = "reduced", seed: int = 0) -> str:
     if row in ("base", "noatt"):
         variant = "" if row == "base" else " --variant noatt"
         return f"python -m fusion_core.papers.savf.train --protocol {protocol} --seed {seed}{variant} --threads 1"
-    return f"python -m fusion_core.papers.savf.ablation --row {row} --protocol {protocol} --seed {seed} --threads 1 --score"
+    return f"python -m fusion_core.papers.savf.ablation --row {row} --protocol {protocol} --seed {seed} --threads 1"
 
 
 def train_row(row: str, protocol: str = "reduced", seed: int = 0, out: str | Path | None = None, device: str = "cpu",
@@ -184,8 +184,9 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--max-minutes", type=float, default=None)
-    parser.add_argument("--score", action="store_true", help="once trained, compute the row's raw files on test_tno "
-                        "and test_vifb (convention savf) into results/savf/raw/, which the eval profile reads")
+    parser.add_argument("--no-score", dest="score", action="store_false", help="do not compute the row's raw files "
+                        "(by default, once trained, its raw files on test_tno and test_vifb, convention savf, are "
+                        "written to results/savf/raw/, which the eval profile of 05a reads)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
