@@ -8,7 +8,7 @@ NB      ?=
 VERIFY  ?= sample
 PARAMS  ?=
 
-.PHONY: env reproduce test test-fast unit nbval test-portable verify notebook sync bench clean-quick
+.PHONY: env reproduce test test-fast unit nbval test-portable verify notebook sync bench clean-quick browser
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=python3.11)")'
@@ -43,6 +43,12 @@ LEVELS ?= native,avx,sse
 REFUSE ?=
 test-portable: env
 	$(PY) tools/portability.py --levels $(LEVELS) $(if $(REFUSE),--refuse $(REFUSE))
+
+## make browser: Debian's Chromium for the browser test of SAVF's rating page (tests/test_savf_mos.py; the test also
+## installs it itself when run as root, and skips with the reason where it cannot). Playwright drives it (pinned in
+## requirements.txt); `playwright install` is never needed: the test launches /usr/bin/chromium.
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 ## make verify: every file in results/MANIFEST.csv exists with its recorded sha256
 verify: env

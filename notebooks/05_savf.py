@@ -207,5 +207,20 @@ if models:
 
 # %% [markdown]
 # ## Fig. 11 — MOS
-# Not computed: it needs human raters (the paper: 10). A rating tool is later work (README status); scores are
-# never invented.
+# Not computed from invented scores: it needs human raters (the paper: 10 researchers, scale not stated; the spec
+# assumes 1–5 ACR). The rating tool `fusion_core/papers/savf/mos.py` writes an anonymised, shuffled (seeded) static
+# HTML sheet and its key, e.g. `python -m fusion_core.papers.savf.mos sheet --dataset tno42 --pairs 08,13 --methods
+# savf,savf_noatt,cbf,gtf --out build/mos`; raters download their scores as CSV from the page; the organiser puts the
+# key in `results/savf/mos/key.csv` and the raters' files in `results/savf/mos/ratings/`, and this cell aggregates them
+# the paper's way (per image the highest and lowest score dropped, the rest averaged, then averaged over the images)
+# into `mos.csv` and `fig11_mos.png`.
+
+# %% tags=["nbval-check-output"]
+from fusion_core.papers.savf import mos
+
+mos_dir = out / "mos"
+ratings = sorted((mos_dir / "ratings").glob("*.csv")) if (mos_dir / "key.csv").is_file() else []
+if ratings:
+    print(mos.aggregate(mos_dir / "key.csv", ratings, mos_dir).round(3).to_string(index=False))
+else:
+    print("Fig. 11: no human ratings collected, so no MOS is shown (rating tool: python -m fusion_core.papers.savf.mos)")

@@ -292,12 +292,52 @@ def test_target_contrast_known_answer():
         experiment.target_contrast(image, torch.zeros(1, 1, 4, 4))
 
 
-def test_mos_drops_one_highest_and_one_lowest_rating_per_image_then_averages_images():
-    import pandas as pd
+# --------------------------------------------------------------------------- ablations (notebook 05a)
 
-    rows = [("TNO", "savf", "a", r, s) for r, s in enumerate([1, 3, 4, 5])]  # trimmed mean of 3, 4 = 3.5
-    rows += [("TNO", "savf", "b", r, s) for r, s in enumerate([2, 2, 2, 5])]  # 2, 2 → 2
-    table = experiment.mos(pd.DataFrame(rows, columns=["dataset", "method", "image", "rater", "score"]))
-    assert table.to_dict("records") == [{"dataset": "TNO", "method": "savf", "MOS": 2.75, "images": 2}]
-    with pytest.raises(ValueError, match="at least 3"):
-        experiment.mos(pd.DataFrame(rows[:2], columns=["dataset", "method", "image", "rater", "score"]))
+def test_main_network_ablation_switches_remove_exactly_their_parameters():
+    from fusion_core.papers.savf import ablation
+
+    full = model.SAVFNet(attention=True, **REDUCED)
+    counts = {row: count_parameters(model.SAVFNet(attention=True, **REDUCED, **ablation.ROWS[row].model))
+              for row in ("nocam", "noglobal", "noenhance", "nolateral")}
+    w, enh, tap = REDUCED["width"], 2 * full.enhance.channels, REDUCED["tap_ch"]
+    widths = model.backbone_widths(model.model_config(**REDUCED))
+    assert count_parameters(full) - counts["nocam"] == 2 * (w // 16) * w + w // 16 + w  # squeeze + excite
+    assert count_parameters(full) - counts["noglobal"] == sum(c * tap + tap for c in widths[2:]) + 3 * tap * 9 * w
+    assert count_parameters(full) - counts["noenhance"] == (enh * w + w) + w * w * 9 + (enh * w + w)  # enh_in, stem, lateral
+    assert count_parameters(full) - counts["nolateral"] == (2 * w * w + w) + (enh * w + w)
+    for row, settings in ((r, ablation.ROWS[r].model) for r in counts):  # the frozen columns are untouched
+        net = model.SAVFNet(attention=True, **REDUCED, **settings)
+        assert model.parameter_summary(net)["attention"] == model.parameter_summary(full)["attention"], row
+        ir = torch.rand(1, 1, 32, 32)
+        assert net(ir, ir.flip(-1)).shape == (1, 1, 32, 32)
+
+
+def test_ablation_rows_label_the_extensions_and_need_the_ours_plus_columns(tmp_path):
+    from fusion_core.papers.savf import ablation
+
+    assert [r.status for r in ablation.ROWS.values()].count(ablation.EXTENSION) == 7
+    assert ablation.ROWS["nocam"].status == ablation.MENTIONED
+    with pytest.raises(FileNotFoundError, match="train it first"):
+        ablation.train_row("nocam", "quick", 0, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="not one of"):
+        ablation.train_row("base", "quick", 0, tmp_path, progress=False)
+    assert "--row nocam --protocol reduced" in ablation.command("nocam")
+
+
+@pytest.mark.slow
+def test_an_ablation_row_trains_its_main_network_on_the_frozen_ours_plus_columns(tmp_path):
+    import json
+
+    from fusion_core.papers.savf import ablation
+
+    plus, _ = train.train_model("quick", 0, tmp_path, "base", progress=False)
+    row, history = ablation.train_row("noedge", "quick", 0, tmp_path, progress=False)
+    assert row.name == "savf_quick_noedge_seed0.pt" and len(history) == 1
+    a, b = model.load_checkpoint(plus), model.load_checkpoint(row)
+    for part in ("backbone", "enhance", "attention"):
+        assert all(torch.equal(x, y) for x, y in zip(getattr(a, part).state_dict().values(),
+                                                       getattr(b, part).state_dict().values())), part
+    manifest = json.loads(row.with_suffix(".json").read_text())
+    assert manifest["loss"]["w_edge"] == 0.0 and manifest["loss"]["w_perceptual"] == 1.0
+    assert [m.key for m in ablation.discover("quick", ("base", "noatt", "noedge"), out=tmp_path)] == ["base_seed0", "noedge_seed0"]

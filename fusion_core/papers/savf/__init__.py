@@ -5,5 +5,5 @@ from .. import Paper
 from . import model  # noqa: F401  (registers the methods savf and savf_noatt)
 
 PAPER = Paper(name="savf", number="000", title="Cross-modal image fusion theory guided by subjective visual attention",
-              methods=("savf", "savf_noatt"), convention="savf", notebooks=("05_savf",),
+              methods=("savf", "savf_noatt"), convention="savf", notebooks=("05_savf", "05a_savf_ablation"),
               splits=("attention_train", "attention_test", "main_train", "enhance_corpus", "test_tno", "test_vifb"))

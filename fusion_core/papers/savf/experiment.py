@@ -318,27 +318,6 @@ def contrast_table(models: Sequence[TrainedModel], profile: str, device: str = "
     return pd.DataFrame(rows)
 
 
-# --------------------------------------------------------------------------- Fig. 11: MOS aggregation (no ratings shipped)
-
-def mos(ratings: pd.DataFrame) -> pd.DataFrame:
-    """Sec. 5.4: per (dataset, method, image) drop one highest and one lowest rating, average the rest; then average
-    over the data set's images. ``ratings`` columns: dataset, method, image, rater, score. Needs ≥ 3 raters per image.
-    Real human ratings only: the repository ships none and never makes any up."""
-    missing = {"dataset", "method", "image", "rater", "score"} - set(ratings.columns)
-    if missing:
-        raise ValueError(f"ratings lack the columns {sorted(missing)}")
-
-    def trimmed(scores: pd.Series) -> float:
-        if len(scores) < 3:
-            raise ValueError(f"{len(scores)} ratings of one image: dropping the highest and lowest needs at least 3")
-        ordered = scores.sort_values().to_numpy()
-        return float(ordered[1:-1].mean())
-
-    per_image = ratings.groupby(["dataset", "method", "image"], sort=False)["score"].apply(trimmed).reset_index()
-    table = per_image.groupby(["dataset", "method"], sort=False)["score"].agg(["mean", "count"]).reset_index()
-    return table.rename(columns={"mean": "MOS", "count": "images"})
-
-
 def plot_metrics(table: pd.DataFrame, role: str, title: str):
     """Fig. 9/10 substitute: one bar chart per metric (mean ± std over the pairs of ``role``), methods in table order."""
     import matplotlib

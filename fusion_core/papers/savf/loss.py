@@ -151,11 +151,12 @@ class AttentionLoss(nn.Module):
 class MainLoss(nn.Module):
     """Main task: $\\tfrac12 L_f(F, I_a) + \\tfrac12 L_f(F, I_b)$ (``both_equal``) or $L_f(F, \\max(I_a, I_b))$."""
 
-    def __init__(self, features, main_ref: str = "both_equal", w_perceptual: float = 1.0, edge: str = "ssim"):
+    def __init__(self, features, main_ref: str = "both_equal", w_perceptual: float = 1.0, edge: str = "ssim",
+                 w_edge: float = 1.0):
         super().__init__()
         if main_ref not in MAIN_REFERENCES:
             raise ValueError(f"main_ref '{main_ref}' is not one of {MAIN_REFERENCES}")
-        self.lf = FusionLoss(w_perceptual=w_perceptual, edge=edge, features=features)
+        self.lf = FusionLoss(w_perceptual=w_perceptual, w_edge=w_edge, edge=edge, features=features)
         self.main_ref = main_ref
 
     def fused_terms(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> dict[str, torch.Tensor]:

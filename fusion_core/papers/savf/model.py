@@ -274,6 +274,9 @@ class BackboneDecoder(nn.Module):
 DEFAULT_CONFIG = {  # spec §2 and §9 "Suggested notebook parameters"
     "backbone": "vgg16", "backbone_scale": 1.0, "width": 64, "tap_ch": 32, "n_msrb": 2, "pam": "danet32",
     "enh_growth": 16, "enh_stacks": 1, "cam_reduction": 16, "use_global": True, "lateral": True,
+    # main-network-only switches for the ablation notebook 05a (the frozen sub-task columns keep what they were
+    # trained with): CAM after the MSRBs, Eq. 1's global stages 3-5, the F_S⊙F_Enhance input (and its lateral)
+    "main_cam": True, "main_global": True, "main_enhance": True,
 }
 
 
@@ -360,7 +363,9 @@ class SAVFNet(nn.Module):
     """The main fusion network N (spec §2.7) with its frozen sub-task columns (backbone, EnhanceNet, AttentionNet).
 
     ``attention=True``: OURS+ (Eq. 8 gating by F_S and the attention lateral); ``False``: OURS (F_S ≡ 1, no
-    attention column). ``lateral=False`` drops the Eq. 2 lateral connections (the "−lateral" ablation).
+    attention column). ``lateral=False`` drops the Eq. 2 lateral connections (the "−lateral" ablation);
+    ``main_cam``, ``main_global``, ``main_enhance`` = False drop the main network's CAM, the global stages 3–5 of its
+    Eq. 1 features, and its F_S⊙F_Enhance input with the enhancement lateral (ablations of the main network only).
     Call :meth:`load_subtasks` before training; the frozen columns are part of the state dict, so one checkpoint
     fuses on its own.
     """
@@ -373,13 +378,14 @@ class SAVFNet(nn.Module):
         self.enhance = _frozen(EnhanceNet(c["enh_growth"], c["enh_stacks"]))
         self.attention = _frozen(AttentionNet(**{k: c[k] for k in DEFAULT_CONFIG})) if attention else None
         enh = 2 * self.enhance.channels
-        self.features = LocalGlobalFeatures(backbone_widths(c), c["tap_ch"], width, c["use_global"])
-        self.enh_in = _conv(enh, width, 1)
-        self.stem = _conv(3 * width, width, 3)
-        self.body = nn.Sequential(*[MSRB(width) for _ in range(c["n_msrb"])], ChannelAttention(width, c["cam_reduction"]))
+        self.features = LocalGlobalFeatures(backbone_widths(c), c["tap_ch"], width, c["use_global"] and c["main_global"])
+        self.enh_in = _conv(enh, width, 1) if c["main_enhance"] else None
+        self.stem = _conv((3 if c["main_enhance"] else 2) * width, width, 3)
+        cam = ChannelAttention(width, c["cam_reduction"]) if c["main_cam"] else nn.Identity()
+        self.body = nn.Sequential(*[MSRB(width) for _ in range(c["n_msrb"])], cam)
         self.lateral_conv = nn.Conv2d(width, width, 3, padding=1)
         self.lateral_att = nn.Conv2d(2 * width, width, 1) if attention and c["lateral"] else None
-        self.lateral_enh = nn.Conv2d(enh, width, 1) if c["lateral"] else None
+        self.lateral_enh = nn.Conv2d(enh, width, 1) if c["lateral"] and c["main_enhance"] else None
         self.out = nn.Sequential(_conv(width, width // 2), _conv(width // 2, 1, act="sigmoid"))
 
     def train(self, mode: bool = True):
@@ -414,9 +420,12 @@ class SAVFNet(nn.Module):
         att = self.attention(ir, vis) if self.attention is not None else None
         gate = attention if attention is not None else (att["F_S"] if att is not None else torch.ones_like(ir))
         x_a, x_b = gate * ir, gate * vis
-        e = gate * torch.cat([self.enhance.encode(x_a), self.enhance.encode(x_b)], 1)
         g_a, g_b = self.features(self.backbone(x_a), size), self.features(self.backbone(x_b), size)
-        z = self.body(self.stem(torch.cat([g_a, g_b, self.enh_in(e)], 1)))
+        if self.enh_in is not None:
+            e = gate * torch.cat([self.enhance.encode(x_a), self.enhance.encode(x_b)], 1)
+            z = self.body(self.stem(torch.cat([g_a, g_b, self.enh_in(e)], 1)))
+        else:
+            z = self.body(self.stem(torch.cat([g_a, g_b], 1)))
         z = self.lateral_conv(z)
         if self.lateral_att is not None and att is not None:
             z = z + self.lateral_att(torch.cat([att["h_a"], att["h_b"]], 1))

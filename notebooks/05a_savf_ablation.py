@@ -1,0 +1,106 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (fusion_core)
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["parameters"]
+import os
+profile = os.environ.get("FUSION_PROFILE", "eval")  # quick | eval | full
+verify = "sample"  # eval: re-fuse a fixed sample ("sample") or every pair ("all")
+seed = 0  # the training shown (one seed per row)
+repeats = None  # trainings per row (None: every complete committed one)
+device = "cpu"  # "cuda" on a GPU
+threads = 1  # torch CPU threads (1 keeps a shared 2-core CPU from thrashing)
+protocol = None  # checkpoints: "reduced" (committed CPU models; eval default) | "paper" (GPU recipe; full default)
+rows = ["base", "noatt", "nocam", "noglobal", "noenhance", "nolateral", "ssimonly", "noperceptual", "noedge", "edgebce"]
+
+# %% [markdown]
+# # 05a — SAVF ablations: OURS vs OURS+, ± CAM, and the spec's extension rows
+#
+# *This notebook is paired with `notebooks/05a_savf_ablation.py` by jupytext (one source, two files): edit either, then run `make sync`.*
+#
+# **The paper has no ablation table.** It shows OURS (no attention) against OURS+ (with attention) in its figures, and
+# says it "also conducted a comparative experiment on whether there is a channel attention module or not" without
+# giving a result. The spec (§7) adds extension rows, labelled **"not in paper"** below. Every row other than OURS and
+# OURS+ changes the *main network only*: it repeats the main training stage of the protocol on the frozen sub-task
+# columns (backbone, EnhanceNet, AttentionNet) of the committed OURS+ checkpoint (`fusion_core/papers/savf/ablation.py`),
+# so each row is one separately trained main network (one seed: differences between rows are not significant on their
+# own). Metrics: convention `savf` on `test_tno` (22 pairs) and `test_vifb` (21), the same raw files as notebook
+# `05_savf`'s Figs. 9/10 for OURS and OURS+. `quick`: every row trained for seconds on 32² images, two 128² pairs per
+# test set (numbers mean nothing); `eval`: the committed checkpoints only — a row without one is listed as **owed**
+# with the command that trains it. Substitutes: those of `05_savf` (no CVS data, `tno_masks20` attention labels,
+# `roadscene221` main-task pairs, our own backbone, reduced CPU protocol).
+
+# %%
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+
+from fusion_core import checks, engine, io, report
+from fusion_core.papers.savf import ablation
+from fusion_core.papers.savf import experiment as exp
+from fusion_core.papers.savf import train
+
+torch.set_num_threads(threads)
+out = report.results_dir(exp.PAPER, profile)
+used_protocol, _ = train.plan(profile, protocol)
+models = ablation.ensure_rows(profile, protocol, rows=rows, seeds=(seed,), device=device)
+print("profile:", profile, "| protocol:", used_protocol, "| rows with a checkpoint:", len(models), "of", len(rows))
+
+# %% [markdown]
+# ## The rows and what each one changes
+# `status`: *paper* (shown in the paper's figures), *paper mentions, reports nothing* (the CAM experiment), *not in
+# paper* (the spec's extensions). `checkpoint`: the trained main network, or **owed** with the exact command (run it
+# niced, resumable with `--max-minutes`; then `make reproduce NB=savf`).
+
+# %% tags=["nbval-check-output"]
+status = ablation.status_table(models, used_protocol, seed)
+status = status[status["row"].isin(rows)].reset_index(drop=True)
+report.write_table(status, out, "ablation_rows", "SAVF ablation rows: status and checkpoint (owed: the command)",
+                   {"profile": profile, "protocol": used_protocol, "seed": seed})
+print(status[["label", "status", "checkpoint"]].to_string(index=False))
+for row in status[status["checkpoint"] == "owed"].itertuples():
+    print(f"owed {row.label}: {row.command}")
+
+# %% [markdown]
+# ## Objective metrics per row (mean over the test pairs)
+# Convention `savf` (EN, CPBD, JNB, VIF, AG, SSIM, MI; ↑ better for all but JNB's reading, see `05_savf`), through the
+# raw-results engine: `eval` reads the committed raw files and re-fuses one pair per row and test set. No paper values
+# exist for any row.
+
+# %%
+sources = ablation.sources(models, device)
+options = dict(metrics=exp.METRICS, convention=exp.CONVENTION, out=out, compute=profile != "eval",
+               verify=None if profile != "eval" else verify)
+raw = engine.collect(sources, exp.test_sets(profile), [None], **options) if sources else None
+if raw is not None and len(raw.rows):
+    metrics = ablation.table(raw.rows, exp.METRICS)
+    report.write_table(metrics, out, "ablation_metrics", "SAVF ablations: convention savf, mean over the test pairs "
+                       "(one training per row; rows marked 'not in paper' are the spec's extensions)",
+                       {"profile": profile, "protocol": used_protocol, "seed": seed})
+    print(metrics.drop(columns=["row"]).round(3).to_string(index=False))
+    long = exp.metrics_table(raw.rows.assign(source=raw.rows["source"].map(
+        lambda s: ablation.ROWS[s.rsplit("_seed", 1)[0]].label.replace(" ", ""))))  # one word: the tick label
+    for role in exp.TEST_ROLES:
+        if role in set(long["role"]):
+            fig = exp.plot_metrics(long, role, f"SAVF ablations on {role} ({profile}, {used_protocol}), mean ± std over pairs")
+            io.save_figure(fig, out / f"fig_ablation_{role}.png", dpi=80)
+            plt.close(fig)
+else:
+    print("no row has a checkpoint: nothing to measure (see the owed commands above)")
+
+# %% tags=["nbval-check-output"]
+if raw is not None:
+    print("raw rows per test set and row:", raw.rows.groupby(["role", "source"], sort=False).size().to_dict())
+    print("metrics outside their possible range:", checks.out_of_range(raw.rows, "value", metric=None) or "none")
+    print("verification ok:", raw.ok, "| missing raw files:", len(raw.missing))
