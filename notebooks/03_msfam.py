@@ -114,7 +114,8 @@ print({k: v for k, v in summary.items() if k != "substitutes"})
 # ## Fig. 6 — attention maps of the four attention fusion blocks
 # Real tensors of the model Table 6 uses (`eval`: the committed `reduced` MSFAM; `quick`: the tiny quick model on a
 # 176×176 crop): for each scale k, the channel mean of |E_k(vis)|, |E_k(ir)| and |AFB_k output| and the AFB's
-# spatial attention map M_SA (Eq. 7), min–max normalised, 'jet', upsampled to the image (spec §6). **Substitute**:
+# spatial attention map M_SA (Eq. 7), upsampled to the image, stretched between its 1st and 99th percentiles
+# (the spec's min–max would spend the colours on the bright frame the zero-padded convolutions leave), 'jet'. **Substitute**:
 # the paper's ship scene is not in our TNO sets; the test pair `tno40/16` (Kaptein_1123) stands in. The model is a
 # very short CPU training (README), so the maps show what *this* model attends to, not the paper's.
 

@@ -486,20 +486,25 @@ def attention_maps(model: torch.nn.Module, ir: torch.Tensor, vis: torch.Tensor) 
     return maps
 
 
-def _heat(x: torch.Tensor, size: tuple[int, int]):
-    """Min–max normalised, upsampled (bilinear) to ``size``, 'jet' colours: H×W×3 in [0, 1]."""
-    import matplotlib
+HEAT_PERCENTILES = (1.0, 99.0)  # the zero-padded HIN convs light up the feature maps' borders: a plain min-max
+# would spend the colour range on the frame, so the maps are stretched between these percentiles and clipped
 
-    up = F.interpolate(x[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
-    low, high = float(up.min()), float(up.max())
-    norm = ((up - low) / max(high - low, 1e-12)).numpy()
+
+def _heat(x: torch.Tensor, size: tuple[int, int]):
+    """Upsampled (bilinear) to ``size``, stretched between :data:`HEAT_PERCENTILES` (clipped), 'jet': H×W×3."""
+    import matplotlib
+    import numpy as np
+
+    up = F.interpolate(x[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+    low, high = np.percentile(up, HEAT_PERCENTILES)
+    norm = np.clip((up - low) / max(high - low, 1e-12), 0, 1)
     return matplotlib.colormaps["jet"](norm)[..., :3]
 
 
 def attention_figure(model_path: Path, profile: str, device: str = "cpu"):
-    """Fig. 6 equivalent: for each AFB scale, heat maps of the visible and infrared encoder features, the AFB output
-    (channel means of absolute activations, min-max normalised, 'jet') and the AFB's spatial attention map, with
-    the sources and the fused image on top. Real tensors of the model at ``model_path``."""
+    """Fig. 6 equivalent: for each AFB scale, heat maps of the visible and infrared encoder features, the AFB
+    output (channel means of absolute activations, stretched 1st-99th percentile, 'jet') and the AFB's spatial
+    attention map, with the sources and the fused image on top. Real tensors of the model at ``model_path``."""
     from ...report import image_grid
     from .model import load_checkpoint, minmax
 

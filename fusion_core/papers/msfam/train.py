@@ -398,7 +398,8 @@ def derive_rec(recipe: Protocol, protocol: str, seed: int, out: Path, stage1: Pa
     digest = sha256_file(checkpoint)
     write_json(checkpoint.with_suffix(".json"), {
         **{k: source[k] for k in ("epochs", "epochs_done", "protocol", "seed", "data", "device") if k in source},
-        "model_class": "MSFAM", "model_config": model.config, "checkpoint": checkpoint.name, "sha256": digest, "checksum": digest[:16], "variant": "rec",
+        "model_class": "MSFAM", "model_config": model.config, "checkpoint": checkpoint.name, "sha256": digest,
+        "checksum": digest[:16], "variant": "rec",
         "derived_from": stage1.name, "stage1_sha256": sha256_file(stage1),
         "note": "no stage 2: stage-1 weights with NestFuse's fusion rule (attention_avg) at each scale"})
     return checkpoint
