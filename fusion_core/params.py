@@ -139,24 +139,25 @@ def _problem(name: str, value, default) -> str | None:
 def check(paper: str, values: dict) -> tuple[dict, str | None]:
     """Validate a notebook's parameter ``values``; returns (parameters that differ from the defaults, notebook).
 
-    The notebook is the committed one of ``paper`` whose parameter names are all in ``values`` (with
-    several, the one whose defaults differ least). ``({}, None)`` when no notebook matches: not a
-    notebook run. Raises :class:`ParameterError` listing every bad value.
+    The notebook is the committed one of ``paper`` whose parameter names are all in ``values``; with
+    several, the one with the most parameters (a notebook with only the common ones is a candidate for
+    every run of its paper and must not hide another's extras), then the one whose defaults differ least.
+    ``({}, None)`` when no notebook matches: not a notebook run. Raises :class:`ParameterError` listing
+    every bad value.
     """
     candidates = {name: d for name, d in notebook_defaults(paper).items() if d and set(d) <= set(values)}
     if not candidates:
         return {}, None
+    differences = {notebook: {k: values[k] for k, d in defaults.items() if k not in RUN_KNOBS and values[k] != d}
+                   for notebook, defaults in candidates.items()}
+    notebook = min(differences, key=lambda n: (-len(candidates[n]), len(differences[n])))
     problems = []
-    first = next(iter(candidates.values()))
-    for name, default in first.items():
+    for name, default in candidates[notebook].items():
         problem = _problem(name, values[name], default)
         if problem:
             problems.append(problem)
     if problems:
         raise ParameterError(f"notebook parameters of '{paper}': " + "; ".join(problems))
-    differences = {notebook: {k: values[k] for k, d in defaults.items() if k not in RUN_KNOBS and values[k] != d}
-                   for notebook, defaults in candidates.items()}
-    notebook = min(differences, key=lambda n: len(differences[n]))
     return differences[notebook], notebook
 
 

@@ -22,6 +22,11 @@ device = "cpu"  # "cuda" on a GPU
 threads = 1  # torch CPU threads (1 keeps a shared 2-core CPU from thrashing)
 protocol = None  # the training protocol of the models (None: quick under profile quick, reduced otherwise)
 fps_repeats = 3  # timed fusions per network for the FPS column (after one warm-up)
+# Figs 7-9 zoom boxes, per figure: (top, left, height, width) as fractions of the image (the paper's red squares
+# are not given; chosen on the sources: the road sign and the doorway; the walking man and the door; the bunker)
+fig7_boxes = [[0.02, 0.66, 0.36, 0.24], [0.55, 0.36, 0.25, 0.14]]
+fig8_boxes = [[0.36, 0.40, 0.24, 0.16], [0.24, 0.56, 0.30, 0.20]]
+fig9_boxes = [[0.30, 0.16, 0.30, 0.36], [0.55, 0.55, 0.30, 0.30]]
 
 # %% [markdown]
 # # 03 — MSFAM (Sensors 2022, "A Multi-Stage Visible and Infrared Image Fusion Network Based on Attention Mechanism")
@@ -34,13 +39,17 @@ fps_repeats = 3  # timed fusions per network for the FPS column (after one warm-
 # released weights, and ours), TIF (classical). The seven other methods are the paper's numbers only ("reported
 # only"). **Substitutes** (printed below and written with every table): 261 RoadScene+TNO pairs instead of 273, our
 # seeded split, stage-1 singles from the training split instead of FLIR ADAS, CPU training with the `reduced`
-# protocol instead of the paper's GPU recipe, FPS on this CPU. Ablations (Tables 1–5) and figures come in notebooks
-# 03a–03d (not yet written).
+# protocol instead of the paper's GPU recipe, FPS on this CPU. Figs 6–9 and Table 7 (reported only) are below; the
+# ablations (Tables 1–5) are notebooks 03a–03d.
 
 # %%
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import torch
 
-from fusion_core import checks, report
+from fusion_core import checks, io, report
 from fusion_core.papers.msfam import experiment as exp
 from fusion_core.papers.msfam import train
 
@@ -100,3 +109,49 @@ summary = report.fidelity(ours[ours["method"] == "MSFAM"], exp.SUBSTITUTES)
 if profile != "quick":
     report.write_fidelity(out, summary, part="03_msfam")
 print({k: v for k, v in summary.items() if k != "substitutes"})
+
+# %% [markdown]
+# ## Fig. 6 — attention maps of the four attention fusion blocks
+# Real tensors of the model Table 6 uses (`eval`: the committed `reduced` MSFAM; `quick`: the tiny quick model on a
+# 176×176 crop): for each scale k, the channel mean of |E_k(vis)|, |E_k(ir)| and |AFB_k output| and the AFB's
+# spatial attention map M_SA (Eq. 7), upsampled to the image, stretched between its 1st and 99th percentiles
+# (the spec's min–max would spend the colours on the bright frame the zero-padded convolutions leave), 'jet'. **Substitute**:
+# the paper's ship scene is not in our TNO sets; the test pair `tno40/16` (Kaptein_1123) stands in. The model is a
+# very short CPU training (README), so the maps show what *this* model attends to, not the paper's.
+
+# %% tags=["nbval-check-output"]
+base = next((m for m in models if m.variant == "base"), None)
+if base is None:
+    print("Fig. 6: no MSFAM model (its checkpoint is missing)")
+else:
+    fig, shapes = exp.attention_figure(base.path, profile, device)
+    io.save_figure(fig, out / "fig06_attention_maps.png")
+    plt.close(fig)
+    print("Fig. 6 scales:", len(shapes["afb"]), "| maps per scale:", len(shapes))
+
+# %% [markdown]
+# ## Figs. 7–9 — qualitative results on the paper's scenes, with zoom boxes
+# `tno40/38` (man in doorway, Fig. 7), `tno40/16` (Kaptein_1123, **substitute** for Fig. 8's ship, absent from our
+# TNO sets) and `tno40/20` (bunker, Fig. 9), all in our test split. Panels in Table 6's order: TIF (our
+# re-implementation, validated against VIFB), DIDFuse (the authors' released weights, rule `sum`), our `reduced`
+# DIDFuse and MSFAM; the methods we cannot run are grey tiles saying why (reported only; NestFuse: its checkpoint
+# is not committed, README). The two boxes of each figure (parameters `fig7_boxes` …) are drawn on every panel
+# and enlarged in its lower corners. `quick`: the tiny models on a 176×176 crop.
+
+# %% tags=["nbval-check-output"]
+for number, boxes in ((7, fig7_boxes), (8, fig8_boxes), (9, fig9_boxes)):
+    fig = exp.qualitative_figure(number, models, profile, boxes, device)
+    io.save_figure(fig, out / f"fig{number:02d}_{exp.FIGURE_SCENES[number][0].replace('/', '_')}.png")
+    plt.close(fig)
+    print(f"Fig. {number}:", exp.FIGURE_SCENES[number][0], "| panels:", 2 + len(exp.FIGURE_METHODS))
+
+# %% [markdown]
+# ## Table 7 — GFLV2 detection on KAIST: reported only
+# The KAIST multispectral benchmark and a pretrained GFLV2/ResNet-50 are not among the project's data (spec §9), so
+# nothing is computed: the paper's numbers as printed (24 epochs per input type), for reference.
+
+# %% tags=["nbval-check-output"]
+kaist = exp.table7()
+report.write_table(kaist, out, "table7_detection", "Table 7 (GFLV2 on KAIST, AP/APS/APM/APL): reported only; "
+                   "ours: data not available", {"profile": profile})
+print(kaist.to_string(index=False))

@@ -281,3 +281,100 @@ def test_the_shared_loop_builds_adam_from_the_stage2_groups():
     assert [g["lr"] for g in state.optimizer.param_groups] == [1e-4, 5e-5]
     trained = {id(p) for g in state.optimizer.param_groups for p in g["params"]}
     assert not trained & {id(p) for p in state.model.encoder.parameters()}
+
+
+# --------------------------------------------------------------------------- ablation variants, figures, eval rows
+
+def test_loss_weight_variants_carry_their_weights():
+    from fusion_core.papers.msfam import train
+
+    assert train.weights_variant(0.84, 2) == "base" and train.weights_variant(0.5, 2.0) == "a0p5_b2"
+    for alpha2, beta in train.WEIGHT_SETTINGS:
+        variant = train.weights_variant(alpha2, beta)
+        if variant != "base":
+            loss = L.FusionLoss(SemanticConstraintNet(), **train.VARIANTS[variant]["loss"])
+            assert (loss.alpha2, loss.beta) == (alpha2, beta)
+
+
+@pytest.mark.slow
+def test_rec_is_the_stage1_network_with_the_nestfuse_rule(data_root, tmp_path):
+    from fusion_core import methods
+    from fusion_core.papers.msfam import train
+
+    rec, _ = train.train_model("quick", 0, tmp_path, "rec", progress=False)
+    stage1 = tmp_path / "msfam_quick_stage1_seed0.pt"
+    assert train.finished(rec, "quick", "rec") and [m.key for m in train.discover(tmp_path, "quick", ["rec"])] == ["rec_seed0"]
+    derived = torch.load(rec, weights_only=True)["model"]
+    source = torch.load(stage1, weights_only=True)["model"]
+    assert set(derived) == {k for k in source if not k.startswith("fusion.")}
+    assert all(torch.equal(derived[k], source[k]) for k in derived)
+    ir, vis = torch.rand(1, 1, 40, 48), torch.rand(1, 1, 40, 48)
+    net = MSFAM(nb=TINY, fusion="nestfuse_rule")
+    net.load_state_dict(derived)
+    expected = minmax(net.decode([nestfuse_avg(i, v) for i, v in zip(net.encode(ir), net.encode(vis))]))
+    assert torch.allclose(methods.build_method("msfam", weights=rec, rule="nestfuse_rule")(ir, vis), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="fuses with 'nestfuse_rule'"):
+        methods.build_method("msfam", weights=rec, rule="afb")
+
+
+def test_attention_maps_are_the_afb_tensors_of_the_forward_pass():
+    from fusion_core.papers.msfam import experiment as exp
+
+    torch.manual_seed(0)
+    net = MSFAM(nb=TINY).eval()
+    ir, vis = torch.rand(1, 1, 32, 40), torch.rand(1, 1, 32, 40)
+    maps = exp.attention_maps(net, ir, vis)
+    with torch.no_grad():
+        fused = net.fuse_features(net.encode(vis), net.encode(ir))
+    assert [tuple(m.shape) for m in maps["spatial"]] == [(32, 40), (16, 20), (8, 10), (4, 5)]
+    for k in range(4):
+        assert torch.allclose(maps["afb"][k], fused[k].abs().mean(1)[0], atol=1e-6)
+        assert 0 < float(maps["spatial"][k].min()) and float(maps["spatial"][k].max()) < 1  # a sigmoid map
+    with pytest.raises(ValueError, match="attention fusion blocks"):
+        exp.attention_maps(MSFAM(nb=TINY, fusion="conv5x5"), ir, vis)
+
+
+def test_eval_reads_uncommitted_rows_skips_their_verification_and_lists_owed_ones(data_root, tmp_path):
+    import pandas as pd
+
+    from fusion_core.papers.msfam import experiment as exp
+
+    stems = [p.stem for p in exp.test_set("eval").pairs]
+    raw = tmp_path / exp.UNCOMMITTED_DIR / "test"
+    raw.mkdir(parents=True)
+    rows = pd.DataFrame({"source": "baseline_seed0", "variant": "baseline", "seed": 0,
+                         "checkpoint": exp.UNCOMMITTED_NOTE, "stem": stems,
+                         **{m: 1.0 for m in exp.METRICS + exp.EXTRA_METRICS}})
+    rows.to_csv(raw / "baseline_seed0_afb.csv", index=False)
+    result = exp.ablation_raw("2", "eval", tmp_path)
+    assert list(result.skipped["variant"]) == ["baseline"] and "not committed" in result.skipped["reason"].iloc[0]
+    assert list(result.owed["variant"]) == ["conv5x5"] and "--variant conv5x5" in result.owed["command"].iloc[0]
+    table = exp.ablation_table("2", result.rows)
+    assert set(table.dropna(subset=["ours_mean"])["method"]) == {"w/ attention"}
+    rows.iloc[1:].to_csv(raw / "baseline_seed0_afb.csv", index=False)  # a pair short: not read, owed
+    assert list(exp.ablation_raw("2", "eval", tmp_path).owed["variant"]) == ["baseline", "conv5x5"]
+
+
+def test_a_sweep_child_of_03d_is_told_apart_from_the_common_parameter_notebooks():
+    from fusion_core import params
+
+    values = {"profile": "quick", "verify": "sample", "seed": 0, "repeats": None, "device": "cpu", "threads": 1,
+              "protocol": None, "alpha2": 1.0, "beta": 2.0, "sweep": False}
+    changed, notebook = params.check("msfam", values)
+    assert notebook == "03d_msfam_tables4_5_weights.ipynb" and changed == {"alpha2": 1.0, "sweep": False}
+    with pytest.raises(params.ParameterError, match="sweep"):
+        params.check("msfam", {**values, "sweep": "no"})
+
+
+def test_weights_tables_place_each_setting_in_its_tables():
+    import pandas as pd
+
+    from fusion_core.papers.msfam import experiment as exp
+
+    sweep = pd.DataFrame([{"alpha2": a, "beta": b, "variant": "x", "pairs": 26, **{m: a + b for m in exp.METRICS}}
+                          for a, b in [(1.0, 2.0), (0.5, 2.0)]])
+    tables = exp.weights_tables(sweep)
+    t4, t5 = (tables[t].dropna(subset=["ours_mean"]) for t in ("4", "5"))
+    assert set(t4["method"]) == {"alpha2=1,beta=2"} and set(t5["method"]) == {"alpha2=1,beta=2", "alpha2=0.5,beta=2"}
+    assert (t5.loc[t5["method"] == "alpha2=0.5,beta=2", "ours_mean"] == 2.5).all()
+    assert tables["4"]["reported"].notna().sum() == 18  # every reported cell kept, ours or not

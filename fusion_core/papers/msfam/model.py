@@ -376,10 +376,15 @@ def default_weights(kind: str) -> DefaultWeights:
 
 
 def build_msfam(weights=None, rule=None, device="cpu"):
-    """MSFAM (encoder → AFB → decoder → min–max); ``weights`` a stage-2 checkpoint of ``train.py``."""
-    if rule not in (None, "afb"):
-        raise ValueError("method 'msfam' fuses with its trained attention fusion blocks; --rule takes only 'afb'")
-    model = load_checkpoint(weights or default_weights("msfam").path, device, expect="MSFAM")
+    """MSFAM (encoder → fusion → decoder → min–max); ``weights`` a checkpoint of ``train.py``. The rule is the
+    network's own fusion (its config ``fusion``): ``afb`` (the paper's), ``conv5x5`` (Table 2 "w/o attention") or
+    ``nestfuse_rule`` (Table 1 "Rec"); a rule the checkpoint was not made with is an error."""
+    if rule not in (None, *FUSIONS):
+        raise ValueError(f"method 'msfam' fuses with the network's own fusion; --rule takes one of {FUSIONS}")
+    path = weights or default_weights("msfam").path
+    model = load_checkpoint(path, device, expect="MSFAM")
+    if rule is not None and rule != model.fusion_kind:
+        raise ValueError(f"{path}: its network fuses with '{model.fusion_kind}', not --rule '{rule}'")
 
     def fuse(ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -403,7 +408,7 @@ def build_nestfuse(weights=None, rule=None, device="cpu"):
     return fuse
 
 
-describe("msfam", "learned", "MSFAM, Sensors 2022", rules=("afb",), colour="Y fused + min-max stretch, CbCr kept",
+describe("msfam", "learned", "MSFAM, Sensors 2022", rules=FUSIONS, colour="Y fused + min-max stretch, CbCr kept",
          default_weights=lambda: default_weights("msfam"))
 METHODS.register("msfam")(build_msfam)
 describe("nestfuse", "learned", "Li et al. 2020 (NestFuse), re-trained", rules=("nestfuse_avg", "nestfuse_max"),

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from ... import data, methods
 from ...io import sha256_file, write_csv, write_json
 from ...train import (INCOMPLETE, TrainConfig, TrainedModel, progress_of, publish_fp16, quietly, seed_everything,
-                      train, trained_model)
+                      train, trained_model, weights_state)
 from ...train import first_seeds as _first_seeds
 from .loss import FusionLoss, NestFuseLoss, ReconstructionLoss, SCPretrainLoss
 from .model import CHECKPOINT_DIR, MSFAM, PAPER, WIDTHS, NestFuse, SemanticConstraintNet, load_checkpoint
@@ -97,8 +97,27 @@ VARIANTS: dict[str, dict] = {
     "p_only": {"loss": {"semantic": False}},  # Table 3 "✓ ✘"
     "c_only": {"loss": {"pull_push": False}},  # Table 3 "✘ ✓"
     "conv5x5": {"loss": {"pull_push": False, "semantic": False}, "model": {"fusion": "conv5x5"}},  # Table 2
+    # Table 1 "Rec": no stage 2; the stage-1 encoder/decoder with NestFuse's rule at each scale (spec §7, T1-Rec)
+    "rec": {"derive": "stage1", "model": {"fusion": "nestfuse_rule"}},
+    # Table 1 "Fusion": no stage 1; encoder + AFB + decoder trained from scratch on the pairs, all at lr 1e-4, L_base
+    "fusion_only": {"loss": {"pull_push": False, "semantic": False}, "from_scratch": True},
     "nestfuse": {},
 }
+WEIGHT_SETTINGS = ((1.0, 1.0), (1.0, 2.0), (1.0, 3.0), (0.5, 2.0), (0.84, 2.0))  # (α2, β) of Tables 4 and 5
+DEFAULT_WEIGHTS = (0.84, 2.0)  # Eq. 2's final α2, β: the variant ``base``
+
+
+def weights_variant(alpha2: float, beta: float) -> str:
+    """The variant of Eq. 2 with loss weights (α2, β): ``base`` for (0.84, 2), else ``a<α2>_b<β>`` ('.' → 'p')."""
+    if (float(alpha2), float(beta)) == DEFAULT_WEIGHTS:
+        return "base"
+    return f"a{float(alpha2):g}_b{float(beta):g}".replace(".", "p")
+
+
+for _alpha2, _beta in WEIGHT_SETTINGS:  # Tables 4-5 (spec §7, T4-β, T5-α2): Eq. 2 with other weights
+    if weights_variant(_alpha2, _beta) != "base":
+        VARIANTS[weights_variant(_alpha2, _beta)] = {"loss": {"alpha2": _alpha2, "beta": _beta}}
+DIRECT_VARIANTS = ("nestfuse", "rec")  # models used as their NAME.pt (no stage-2 selection, no ``_best.pt``)
 
 
 # --------------------------------------------------------------------------- data in memory
@@ -311,19 +330,20 @@ def _write_best(checkpoint: Path, epoch: int, value: float) -> None:
 
 
 def train_stage2(recipe: Protocol, protocol: str, seed: int, out: Path, variant: str, device: str, progress: bool,
-                 budget: Budget, stage1: Path, sc: Path) -> tuple[Path, pd.DataFrame]:
-    """Step 3: AFBs + decoder on pairs (Eq. 2), one loop call per epoch, validation after each."""
+                 budget: Budget, stage1: Path | None, sc: Path | None) -> tuple[Path, pd.DataFrame]:
+    """Step 3: AFBs + decoder on pairs (Eq. 2), one loop call per epoch, validation after each (``fusion_only``:
+    no stage-1 weights, everything trains; variants without L_C do not load the SC net)."""
     spec = VARIANTS[variant]
     checkpoint = out / f"{checkpoint_name(protocol, variant, seed)}.pt"
-    sc_net = load_checkpoint(sc, device, expect="SemanticConstraintNet")
+    semantic = spec.get("loss", {}).get("semantic", True)
+    sc_net = load_checkpoint(sc, device, expect="SemanticConstraintNet") if semantic else None
     loss = FusionLoss(sc_net, **spec.get("loss", {})).to(device)
     seed_everything(seed)
-    model = MSFAM(nb=recipe.widths, stage="stage2", **spec.get("model", {}))
-    weights = torch.load(stage1, map_location="cpu", weights_only=True)["model"]
-    missing, unexpected = model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("fusion.")},
-                                                strict=False)
-    if unexpected or any(not k.startswith("fusion.") for k in missing):
-        raise data.DataError(f"{stage1}: stage-1 weights do not fit the stage-2 network ({missing or unexpected})")
+    if spec.get("from_scratch"):  # Table 1 "Fusion": every part trains at the base lr, nothing loaded
+        model = MSFAM(nb=recipe.widths, stage="all", **spec.get("model", {}))
+    else:
+        model = MSFAM(nb=recipe.widths, stage="stage2", **spec.get("model", {}))
+        load_stage1(model, stage1)
     train_set, val_set = split_pairs("train", recipe), split_pairs("val", recipe, flips=False)
     rows = pd.read_csv(val_path(checkpoint)).to_dict("records") if val_path(checkpoint).is_file() else []
     history = pd.DataFrame()
@@ -355,6 +375,36 @@ def train_stage2(recipe: Protocol, protocol: str, seed: int, out: Path, variant:
     return checkpoint, history
 
 
+def load_stage1(model: MSFAM, stage1: Path) -> None:
+    """The stage-1 encoder and decoder weights into ``model`` (its fusion blocks keep their own)."""
+    weights = torch.load(stage1, map_location="cpu", weights_only=True)["model"]
+    missing, unexpected = model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("fusion.")},
+                                                strict=False)
+    if unexpected or any(not k.startswith("fusion.") for k in missing):
+        raise data.DataError(f"{stage1}: stage-1 weights do not fit the network ({missing or unexpected})")
+
+
+def derive_rec(recipe: Protocol, protocol: str, seed: int, out: Path, stage1: Path) -> Path:
+    """Table 1 "Rec" (no training): the stage-1 auto-encoder with NestFuse's rule at each scale, written as an
+    inference file ``msfam_<protocol>_rec_seed<S>.pt`` whose manifest names the stage-1 file it was made from."""
+    checkpoint = out / f"{checkpoint_name(protocol, 'rec', seed)}.pt"
+    source = json.loads(stage1.with_suffix(".json").read_text())
+    if checkpoint.is_file() and progress_of(checkpoint) is not None and json.loads(
+            checkpoint.with_suffix(".json").read_text()).get("stage1_sha256") == sha256_file(stage1):
+        return checkpoint
+    model = MSFAM(nb=recipe.widths, stage="all", **VARIANTS["rec"]["model"])
+    load_stage1(model, stage1)
+    torch.save(weights_state(model.state_dict(), "MSFAM", model.config), checkpoint)
+    digest = sha256_file(checkpoint)
+    write_json(checkpoint.with_suffix(".json"), {
+        **{k: source[k] for k in ("epochs", "epochs_done", "protocol", "seed", "data", "device") if k in source},
+        "model_class": "MSFAM", "model_config": model.config, "checkpoint": checkpoint.name, "sha256": digest,
+        "checksum": digest[:16], "variant": "rec",
+        "derived_from": stage1.name, "stage1_sha256": sha256_file(stage1),
+        "note": "no stage 2: stage-1 weights with NestFuse's fusion rule (attention_avg) at each scale"})
+    return checkpoint
+
+
 def train_model(protocol: str = "quick", seed: int = 0, out: str | Path = CHECKPOINT_DIR, variant: str = "base",
                 device: str = "cpu", progress: bool = True, max_minutes: float | None = None
                 ) -> tuple[Path, pd.DataFrame]:
@@ -368,9 +418,13 @@ def train_model(protocol: str = "quick", seed: int = 0, out: str | Path = CHECKP
     out.mkdir(parents=True, exist_ok=True)
     if variant == "nestfuse":
         return train_nestfuse(recipe, protocol, seed, out, device, progress, budget)
+    if VARIANTS[variant].get("from_scratch"):
+        return train_stage2(recipe, protocol, seed, out, variant, device, progress, budget, None, None)
     stage1, history = train_stage1(recipe, protocol, seed, out, device, progress, budget)
     if not is_complete(stage1, recipe.stage1_epochs) or budget.spent():
         return stage1, history
+    if variant == "rec":
+        return derive_rec(recipe, protocol, seed, out, stage1), history
     sc, history = train_sc(recipe, protocol, seed, out, device, progress, budget)
     if not is_complete(sc, recipe.sc_epochs) or budget.spent():
         return sc, history
@@ -380,7 +434,7 @@ def train_model(protocol: str = "quick", seed: int = 0, out: str | Path = CHECKP
 def finished(checkpoint: Path, protocol: str, variant: str) -> bool:
     """Whether ``checkpoint`` is the last step of ``variant`` under ``protocol`` and complete."""
     recipe = PROTOCOLS[protocol]
-    epochs = recipe.nestfuse_epochs if variant == "nestfuse" else recipe.stage2_epochs
+    epochs = {"nestfuse": recipe.nestfuse_epochs, "rec": recipe.stage1_epochs}.get(variant, recipe.stage2_epochs)
     match = re.search(r"_seed(\d+)\.pt$", checkpoint.name)
     return (match is not None and checkpoint.name == f"{checkpoint_name(protocol, variant, int(match[1]))}.pt"
             and is_complete(checkpoint, epochs))
@@ -409,16 +463,17 @@ def selection_complete(best: Path) -> bool:
 def discover(checkpoint_dir: str | Path, protocol: str, variants: Sequence[str] = ("base", "nestfuse")
              ) -> list[TrainedModel]:
     """Complete models of ``protocol`` in ``checkpoint_dir``: MSFAM variants as their val-selected ``_best.pt``
-    (the last epoch's ``NAME.pt`` is not committed), NestFuse as its last epoch."""
+    (the last epoch's ``NAME.pt`` is not committed), NestFuse and Table 1's ``rec`` as their ``NAME.pt``."""
     found = []
     for variant in variants:
         stem = checkpoint_name(protocol, variant, 0)[:-1]
-        pattern = rf"{re.escape(stem)}(\d+)" + (r"\.pt" if variant == "nestfuse" else r"_best\.pt")
+        direct = variant in DIRECT_VARIANTS
+        pattern = rf"{re.escape(stem)}(\d+)" + (r"\.pt" if direct else r"_best\.pt")
         for path in sorted(Path(checkpoint_dir).glob(f"{stem}*.pt")):
             match = re.fullmatch(pattern, path.name)
             if not match:
                 continue
-            ok = finished(path, protocol, variant) if variant == "nestfuse" else selection_complete(path)
+            ok = finished(path, protocol, variant) if direct else selection_complete(path)
             if ok:
                 found.append(trained_model(path, PAPER, variant, int(match[1]), protocol))
     return found
@@ -428,7 +483,7 @@ def missing_models(profile: str, variants: Sequence[str] = ("base", "nestfuse"),
     """Checkpoint paths ``profile`` would use but cannot find complete (eval: not committed)."""
     protocol, folder = plan(profile)
     have = {(m.variant, m.seed) for m in discover(folder, protocol, variants)}
-    return [str(folder / f"{checkpoint_name(protocol, v, s)}{'' if v == 'nestfuse' else '_best'}.pt")
+    return [str(folder / f"{checkpoint_name(protocol, v, s)}{'' if v in DIRECT_VARIANTS else '_best'}.pt")
             for v in variants for s in range(repeats or 1) if (v, s) not in have]
 
 
@@ -480,7 +535,7 @@ def main(argv=None) -> int:
                                 not args.no_progress, args.max_minutes)
     done = finished(checkpoint, args.protocol, args.variant)
     if done and args.publish_fp16:
-        print("float16:", publish_fp16(checkpoint if args.variant == "nestfuse" else best_path(checkpoint)))
+        print("float16:", publish_fp16(checkpoint if args.variant in DIRECT_VARIANTS else best_path(checkpoint)))
     print(f"{checkpoint}: {progress_of(checkpoint)} epochs, {'complete' if done else 'incomplete: rerun to resume'}")
     return 0 if done else INCOMPLETE
 
