@@ -118,7 +118,7 @@ print(comparison.round(2).to_string())
 # learned column beat both classical columns we run (CBF, GTF)? JSRSD, FusionGAN and DDcGAN are not run, so the
 # claim is checked against two of the paper's five competitors only.
 
-# %% tags=["nbval-check-output"]
+# %%
 cells = exp.table1_cells(table)
 report.write_table(cells, out, "table1_cells", "Table 1 cells we reproduce (CBF, GTF, AMFE) vs the paper", run)
 best1 = exp.claim_best(ours, "Table 1 (18 rows)")
@@ -235,7 +235,7 @@ for name in exp.FIGURE_PAIRS:
 # `fig8_stats.csv`). The paper's plot also has JSRSD, FusionGAN and DDcGAN (not run) and gives no numbers. `eval`
 # reads the committed raw files and re-fuses the smallest pair of each source. Quick: two 128² crops.
 
-# %% tags=["nbval-check-output"]
+# %%
 fig8_raw = exp.raw_results(profile, out, models, verify if profile == "eval" else None, device, sets=[exp.tno25(profile)])
 stats = exp.fig8_stats(fig8_raw.rows)
 run8 = exp.profile_line(profile, models, device, test="tno25")

@@ -59,7 +59,7 @@ for s in exp.SUBSTITUTES:
 # `eval` reads the committed raw files (`results/amfe/raw/test_tno25/`) and re-fuses the smallest pair of each
 # row; quick: two 128² crops (numbers mean nothing). Δ% = 100·(ours − paper)/|paper|.
 
-# %% tags=["nbval-check-output"]
+# %%
 table2, table2_raw = exp.table2(models, profile, out, verify if profile == "eval" else None, device)
 report.write_table(table2, out, "table2", "Table 2: ablations on the 25 TNO pairs (ours vs paper)", run)
 built = table2.dropna(subset=["ours_mean"])
@@ -80,7 +80,7 @@ print(table2.pivot_table(index="method", columns="metric", values=["reported", "
 # iterations). Rerun a command to resume after `--max-minutes`; then rerun this notebook under `full` (or compute
 # the raw files) and commit the fp16 checkpoints (`train.publish_fp16`) with their raw files.
 
-# %% tags=["nbval-check-output"]
+# %%
 owed = [row for row in exp.OWED_TRAININGS if row not in set(built["method"])]
 for row in owed:
     print(f"{row}: {exp.OWED_TRAININGS[row]}")
@@ -92,7 +92,7 @@ print("owed rows:", len(owed))
 # "CC achieves the highest score", "the other five metrics all decline significantly". Sign agreement (Ours − row
 # has the paper's sign) counts into `fidelity.json`.
 
-# %% tags=["nbval-check-output"]
+# %%
 ordering = exp.claim_table2(table2)
 report.write_table(ordering, out, "table2_claims", "Table 2 ordering: metrics where Ours is above each ablation", run)
 total, agree = report.sign_agreement(table2, "Ours", exp.TABLE2_ABLATIONS)
