@@ -364,3 +364,96 @@ def test_fuse_cli_amfe_uses_the_committed_reduced_checkpoint_by_default(data_roo
                      "--out", str(tmp_path / "out")]) == 0
     written = data.read_grey(tmp_path / "out" / f"{pair.stem}.png")
     assert written.shape == data.load_pair(pair).ir.shape and 0 < float(written.std())
+
+
+# --------------------------------------------------------------------------- figures, claims and fidelity
+
+def test_busiest_window_finds_the_textured_square():
+    image = torch.zeros(1, 1, 100, 120)
+    image[..., 30:50, 70:90] = torch.rand(20, 20)  # the only texture: a 20² square at (30, 70)
+    top, left, height, width = experiment.busiest_window(image, size=20)
+    assert (round(top * 100), round(left * 120), round(height * 100), round(width * 120)) == (30, 70, 20, 20)
+
+
+def test_busiest_window_is_clipped_to_small_images():
+    assert experiment.busiest_window(torch.rand(1, 1, 40, 50), size=64)[2:] == (1.0, 40 / 50)
+
+
+def test_fig8_stats_use_the_population_variance_per_method_and_metric():
+    import numpy as np
+    import pandas as pd
+
+    values = [1.0, 2.0, 4.0]
+    rows = pd.DataFrame([{"source": "cbf", "rule": "-", "stem": str(k), **{m: v for m in experiment.METRICS}}
+                         for k, v in enumerate(values)])
+    stats = experiment.fig8_stats(rows)
+    assert list(stats["metric"]) == experiment.METRICS and set(stats["method"]) == {"CBF"}
+    mi = stats[stats["metric"] == "MI"].iloc[0]
+    assert mi["n"] == 3 and mi["mean"] == pytest.approx(7 / 3)
+    assert mi["var"] == pytest.approx(np.var(values)) and mi["var"] != pytest.approx(np.var(values, ddof=1))
+    assert mi["std"] == pytest.approx(np.sqrt(mi["var"]))
+
+
+def test_claim_best_counts_rows_where_a_learned_column_beats_both_classical_ones():
+    import pandas as pd
+
+    frame = pd.DataFrame({"CBF": [1.0, 2.0, 3.0], "GTF": [2.0, 1.0, 3.0], "AMFE": [3.0, 1.5, 3.5],
+                          "MFEIF": [0.5, 2.5, 4.0]})
+    claims = experiment.claim_best(frame, "toy").set_index("column")
+    assert claims.loc["AMFE", "beats_cbf_gtf"] == 2 and claims.loc["AMFE", "best_of_ours"] == 1
+    assert claims.loc["MFEIF", "beats_cbf_gtf"] == 2 and claims.loc["MFEIF", "best_of_ours"] == 2
+    assert not claims["holds"].any() and set(claims.index) == {"AMFE", "MFEIF"}
+
+
+def test_claim_gan_compares_the_common_epochs_and_the_last_one():
+    import pandas as pd
+
+    base = pd.DataFrame({"epoch": [1, 2, 3, 4], "recon": [5.0, 3.0, 2.0, 1.0]})
+    nogan = pd.DataFrame({"epoch": [1, 2, 3], "recon": [4.0, 3.5, 2.5]})
+    claim = experiment.claim_gan({"base": base, "nogan": nogan}).iloc[0]
+    assert (claim["epochs_compared"], claim["gan_lower"], claim["last_epoch"]) == (3, 2, 3) and claim["holds"]
+    assert not experiment.claim_gan({"base": nogan, "nogan": base}).iloc[0]["holds"]
+    assert experiment.claim_gan({"base": base}).iloc[0]["holds"] is None
+
+
+def test_table1_cells_pair_classical_columns_with_theirs_amfe_with_ours_and_leave_mfeif_out():
+    import pandas as pd
+
+    rows = pd.DataFrame([{"source": s, "rule": r, "role": role, "stem": "0", **{m: 1.0 for m in experiment.METRICS}}
+                         for s, r in (("cbf", "-"), ("mfeif", "code"), ("amfe_base_seed0", "softmax_channel"))
+                         for role in experiment.SEQUENCES])
+    cells = experiment.table1_cells(experiment.table1(rows)).set_index(["dataset", "method", "metric"])
+    assert len(cells) == 36 and not any(m.startswith("MFEIF") for m in cells.index.get_level_values("method"))
+    assert cells.loc[("Nato", "CBF", "MI"), "reported"] == 1.43  # the paper's CBF
+    amfe = "AMFE (ours, substitute data) [base_seed0]"
+    assert cells.loc[("Nato", amfe, "MI"), "reported"] == 2.44  # the paper's fifth number (Ours)
+    assert cells.loc[("Nato", amfe, "MI"), "delta_pct"] == pytest.approx(100 * (1 - 2.44) / 2.44)
+
+
+def test_claim_table2_reads_the_papers_ordering_and_marks_untrained_rows_owed():
+    import pandas as pd
+
+    reported = experiment.report.load_reported("amfe")
+    reported = reported[reported["table"] == "2"]
+    ours = reported[reported["method"].isin(["Ours", "Ours w/o A"])][experiment.report.KEYS].copy()
+    ours["ours_mean"] = [1.0 if m == "Ours" else 0.5 for m in ours["method"]]  # Ours above w/o A everywhere
+    table = experiment.report.side_by_side(reported, ours.assign(ours_std=0.0, n=1))
+    claims = experiment.claim_table2(table).set_index("ablation")
+    assert claims.loc["Ours w/o A", "paper_metrics_above"] == "MI, VIF, Qabf, SCD, SSIM"  # the paper: CC is not
+    assert claims.loc["Ours w/o A", "ours_metrics_above"] == ", ".join(experiment.METRICS)
+    assert not claims.loc["Ours w/o A", "same_metrics"]  # CC: the paper's w/o A is above Ours, ours is not
+    assert claims.loc["Ours w/o D", "ours_metrics_above"] == "not trained (owed)"
+    assert pd.isna(claims.loc["Ours w/o S", "same_metrics"])
+
+
+@pytest.mark.slow
+def test_comparison_figure_shows_every_run_method_and_labels_the_missing_ones(data_root):
+    models = train.discover(train.CHECKPOINT_DIR, "reduced")
+    fig = experiment.comparison_figure("fig4", models, "quick")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[:4] == ["IR", "VIS", "CBF", "GTF"] and titles[4:7] == ["JSRSD", "FusionGAN", "DDcGAN"]
+    assert titles[7].startswith("MFEIF") and titles[8].startswith("AMFE") and len(titles) == 9
+    tiles = [ax for ax in fig.axes if ax.get_title() in experiment.NOT_BUILT]
+    assert all(not ax.images and ax.texts for ax in tiles)  # labelled grey tiles, never a stand-in image
+    insets = [ax for ax in fig.axes if not ax.get_title() and ax.images]
+    assert len(insets) == 2 * 6  # two zoomed boxes on each of the six image panels

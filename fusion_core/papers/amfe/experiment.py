@@ -4,11 +4,15 @@ Table 1: the three TNO FEL sequences (``tno_nato_camp`` 32 frames, ``tno_tree`` 
 mean per sequence [A, spec §5.1]), six metrics under the ``amfe`` convention (MI summed in bits, CC averaged,
 VIFF, Qabf, SCD, SSIM averaged). Sources: the classical ``cbf`` and ``gtf`` (our ports), ``mfeif`` with the
 authors' released journal weights (a reference column, not a reproduction: spec §9.3) and ``amfe`` when a
-trained checkpoint exists. JSRSD, FusionGAN and DDcGAN are not implemented in the repository (no columns).
+trained checkpoint exists. JSRSD, FusionGAN and DDcGAN are not run (their paper values are reported only).
 
 Raw files: ``results/amfe/raw/<role>/<source>[_<rule>].csv`` (role = the data set name). Profiles: ``eval`` reads
 them and re-fuses the smallest frame of each source × sequence; ``full`` computes what is missing; ``quick``
 fuses the first two frames of each sequence cropped to 128² under ``build/quick/`` (its numbers mean nothing).
+
+Table 2 (notebook ``04a``) and Fig. 8 use the 25 TNO pairs ``splits/test_tno25.txt`` (role ``test_tno25``); Figs. 1, 4
+and 7 fuse one pair each with every source we run and show a labelled grey tile for each comparison method we do
+not run (:func:`comparison_figure`).
 
 The paper's Table 1 has six method headers over five numbers per row: :func:`reported_table1` gives it as
 printed (``printed``) or as the spec reads it (``spec``: the fifth number is Ours, DDcGAN's column is missing).
@@ -19,10 +23,13 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
+from ... import data as data_module
 from ... import engine, report
+from ...evaluate import crop_images, quantise
 from ...train import TrainedModel
 
 PAPER = "amfe"
@@ -42,7 +49,9 @@ SUBSTITUTES = [
     "CBF and GTF: the repository's Python ports (VIFB-validated), not the authors' runs",
     "MFEIF column: the authors' later journal model with its released weights (JinyuanLiu-CV/MFEIF default.pth), "
     "not the conference paper's network",
-    "JSRSD, FusionGAN, DDcGAN: not implemented, no columns",
+    "JSRSD, FusionGAN, DDcGAN: not run (FusionGAN-re and DDcGAN-re retrainings owed); their paper values are "
+    "reported only (DDcGAN has none under the spec's reading); grey labelled tiles in Figs. 1, 4, 7",
+    "Table 2 and Fig. 8 test set: tno37 001-025 (the paper does not name its 25 TNO pairs; spec 004 §5.1 [A])",
     "AMFE (when present): trained on substitute data (natural-image corpus instead of MS-COCO; RoadScene pairs for "
     "stage 2) with a reduced CPU protocol",
 ]
@@ -67,13 +76,15 @@ def sources(models: Sequence[TrainedModel] = (), device: str = "cpu", mfeif: boo
 
 
 def raw_results(profile: str, out: Path, models: Sequence[TrainedModel] = (), verify: str | None = "sample",
-                device: str = "cpu", mfeif: bool = True) -> engine.RawResults:
-    """Per-frame rows of every source on the three sequences (eval: read + verify; quick/full: compute)."""
+                device: str = "cpu", mfeif: bool = True,
+                sets: Sequence[engine.DataSet] | None = None) -> engine.RawResults:
+    """Per-image rows of every source on ``sets`` (default: the three sequences of Table 1; Fig. 8 passes the 25
+    TNO pairs) (eval: read + verify; quick/full: compute)."""
     rules = (MFEIF_RULE, AMFE_RULE)
     by_source = []
     for source in sources(models, device, mfeif):
         wanted = None if source.rules is None else tuple(r for r in rules if r in source.rules)
-        by_source.append(engine.collect([source], data_sets(profile), wanted or (None,), metrics=METRICS,
+        by_source.append(engine.collect([source], sets or data_sets(profile), wanted or (None,), metrics=METRICS,
                                         convention=CONVENTION, out=out, compute=profile != "eval",
                                         verify=verify if profile == "eval" else None))
     rows = pd.concat([r.rows for r in by_source], ignore_index=True)
@@ -163,12 +174,16 @@ def against_paper(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def profile_line(profile: str, models: Sequence[TrainedModel], device: str) -> dict:
-    """The run description each table carries."""
+TEST_SETS = {"table1": "TNO FEL Nato_camp/Tree/Duine, all frames", "tno25": "tno37 001-025 (25 TNO pairs [A])",
+             "val": "RoadScene val (21 pairs, never trained on)"}
+
+
+def profile_line(profile: str, models: Sequence[TrainedModel], device: str, test: str = "table1") -> dict:
+    """The run description each table carries (``test``: a key of :data:`TEST_SETS`)."""
     return {"profile": profile, "amfe models": ", ".join(m.key for m in models) or "none",
             "protocol": ", ".join(sorted({m.protocol for m in models})) or "none", "device": device,
-            "test": "TNO FEL Nato_camp/Tree/Duine, all frames" + (" (2 frames each, 128x128 crops)"
-                                                                   if profile == "quick" else "")}
+            "repeats": f"n={len(models)} AMFE training(s) per variant shown" if models else "n=0",
+            "test": TEST_SETS[test] + (" (2 pairs each, 128x128 crops)" if profile == "quick" else "")}
 
 
 def loss_history(model: TrainedModel) -> pd.DataFrame:
@@ -323,3 +338,207 @@ def fig5(histories: dict[str, pd.DataFrame], title: str):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- Figs. 1, 4, 7: qualitative comparisons
+
+# The paper's comparison methods we do not run: a labelled grey tile in their place, never a stand-in image.
+NOT_BUILT = {"JSRSD": "JSRSD:\nnot implemented\n(Table 1: reported only)",
+             "FusionGAN": "FusionGAN:\nnot re-implemented\n(Table 1: reported only)",
+             "DDcGAN": "DDcGAN:\nnot re-implemented\n(no paper values)"}
+# (data set, stem) of each figure [P for Figs. 4 and 7; A for Fig. 1, spec §5.1: Kaptein_1654 IR/Vis = tno37/032]
+FIGURE_PAIRS = {"fig1": ("tno37", "032"), "fig4": ("tno_kaptein_1123", "Kaptein_1123"),
+                "fig7": ("tno_marne_04", "Marne_04")}
+# Hand-placed boxes (top, left, height, width as fractions of the image; chosen on the sources, never on a fused
+# result): Fig. 1 the walking man; Fig. 4 the man in front of the door; Fig. 7 the clouds of the IR sky ("red
+# frame", the paper's own box is not given) and the car. Figs. 4/7 add the 64x64 window with the largest visible
+# gradient energy (spec §6 default, :func:`busiest_window`).
+FIGURE_BOXES = {"fig1": [(0.44, 0.31, 0.42, 0.2, "ur")],
+                "fig4": [(0.40, 0.35, 0.32, 0.16, "ul")],
+                "fig7": [(0.02, 0.02, 0.26, 0.42, "lr")]}
+
+
+def figure_pair(name: str, profile: str) -> data_module.PairImages:
+    """The pair of a figure (:data:`FIGURE_PAIRS`); quick: its top-left 128²."""
+    dataset, stem = FIGURE_PAIRS[name]
+    images = data_module.load_pair({p.stem: p for p in data_module.list_pairs(dataset)}[stem])
+    return crop_images(images, QUICK_CROP if profile == "quick" else None)
+
+
+def busiest_window(image: torch.Tensor, size: int = 64) -> tuple[float, float, float, float]:
+    """The ``size``² window (stride 1) with the largest sum of squared forward differences, as fractions
+    (top, left, height, width) of the image: the spec's default zoom box."""
+    import torch.nn.functional as F
+
+    x = image.reshape(1, 1, *image.shape[-2:]).double()
+    energy = torch.zeros_like(x)
+    energy[..., :, :-1] += (x[..., :, 1:] - x[..., :, :-1]) ** 2
+    energy[..., :-1, :] += (x[..., 1:, :] - x[..., :-1, :]) ** 2
+    h, w = x.shape[-2:]
+    size = min(size, h, w)
+    sums = F.avg_pool2d(energy, size, stride=1)[0, 0]
+    top, left = divmod(int(torch.argmax(sums)), sums.shape[1])
+    return top / h, left / w, size / h, size / w
+
+
+def fused_panels(models: Sequence[TrainedModel], images: data_module.PairImages,
+                 device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The pair fused by every source we run (CBF, GTF, MFEIF released, AMFE per model), on the 8-bit grid."""
+    panels = {}
+    for source in sources(models[:1], device):
+        rule = None if source.rules is None else (MFEIF_RULE if source.method == "mfeif" else AMFE_RULE)
+        label = method_label(source.key, rule or engine.NO_RULE)
+        panels[label] = quantise(source.fuse(images, [rule])[rule])
+    return panels
+
+
+def comparison_figure(name: str, models: Sequence[TrainedModel], profile: str, device: str = "cpu"):
+    """Figs. 1, 4 and 7 with what we can compute: the sources, the methods we run, and a labelled tile for each
+    comparison method we do not run. Fig. 1 (teaser): IR, VIS, FusionGAN, DDcGAN, MFEIF, ours, one zoom;
+    Figs. 4/7: the paper's grid (IR, VIS, CBF, GTF, JSRSD, FusionGAN, DDcGAN, ours) plus MFEIF, two zooms."""
+    from ...report import image_grid, zoom_boxes
+
+    images = figure_pair(name, profile)
+    fused = fused_panels(models, images, device)
+    learned = {k: v for k, v in fused.items() if k.startswith(("MFEIF", "AMFE"))}
+    short = {k: k.replace(" (released journal weights)", "\n(released weights)").replace(
+        " (ours, substitute data) ", "\nours ").replace("[", "").replace("]", "") for k in fused}
+    boxes = list(FIGURE_BOXES[name])
+    if name == "fig1":
+        panels = [("IR", images.ir), ("VIS", images.vis), ("FusionGAN", NOT_BUILT["FusionGAN"]),
+                  ("DDcGAN", NOT_BUILT["DDcGAN"])] + [(short[k], v) for k, v in learned.items()]
+        rows = [panels]
+    else:
+        boxes.append((*busiest_window(images.vis), "ll"))
+        classical = [(short[k], v) for k, v in fused.items() if k not in learned]
+        rows = [[("IR", images.ir), ("VIS", images.vis), *classical, ("JSRSD", NOT_BUILT["JSRSD"])],
+                [("FusionGAN", NOT_BUILT["FusionGAN"]), ("DDcGAN", NOT_BUILT["DDcGAN"])]
+                + [(short[k], v) for k, v in learned.items()]]
+    dataset, stem = FIGURE_PAIRS[name]
+    what = {"fig1": "Fig. 1 analogue (teaser)", "fig4": "Fig. 4 analogue", "fig7": "Fig. 7 analogue"}[name]
+    fig = image_grid([[v for _, v in row] for row in rows], [""] * len(rows), [], cell=2.6,
+                     panel_titles=[[t for t, _ in row] for row in rows],
+                     title=f"{what}: {dataset}/{stem}" + (" (top-left 128², quick)" if profile == "quick" else ""))
+    zoom_boxes(fig, [boxes] * max(len(r) for r in rows))
+    return fig
+
+
+# --------------------------------------------------------------------------- Fig. 8: mean and variance on 25 pairs
+
+def fig8_stats(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per method and metric over the 25 pairs: mean, variance (ddof = 0, as the caption says), std, n."""
+    long = rows.melt(id_vars=["source", "rule", "stem"], value_vars=METRICS, var_name="metric")
+    long["method"] = [method_label(s, r) for s, r in zip(long["source"], long["rule"])]
+    grouped = long.groupby(["method", "metric"], sort=False)["value"]
+    stats = grouped.agg(mean="mean", var=lambda v: float(np.var(v, ddof=0)), std=lambda v: float(np.std(v)),
+                        n="count").reset_index()
+    return stats.assign(metric=pd.Categorical(stats["metric"], METRICS)).sort_values(
+        ["metric", "method"], kind="stable").assign(metric=lambda f: f["metric"].astype(str)).reset_index(drop=True)
+
+
+def fig8(stats: pd.DataFrame, title: str):
+    """Six panels (one per metric): a marker at each method's mean, a line of ± the variance (the caption's
+    "length of lines means variance")."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(stats["method"]))
+    short = [m.split(" (")[0] + (" " + m.split("[")[1].rstrip("]") if "[" in m else "") for m in methods]
+    fig, axes = plt.subplots(2, 3, figsize=(10, 5.6))
+    for ax, metric in zip(axes.flat, METRICS):
+        cells = stats[stats["metric"] == metric].set_index("method").reindex(methods)
+        x = np.arange(len(methods))
+        ax.errorbar(x, cells["mean"], yerr=cells["var"], fmt="o", capsize=4, color="tab:blue")
+        ax.set_xticks(x, short, rotation=20, fontsize=7, ha="right")
+        ax.set_title(metric, fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- claims and fidelity
+
+def table1_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 cells we reproduce, long: our CBF/GTF against the paper's CBF/GTF and each AMFE model against the
+    paper's fifth number (spec reading "Ours"), ``reported | ours_mean | delta_pct``. The MFEIF column is a
+    reference (another network, the authors' weights), not a reproduction: it is left out of these cells."""
+    ours, paper = wide(table), reported_table1("spec")
+    rows = []
+    for column in ours.columns:
+        if column.startswith("MFEIF"):
+            continue
+        reference = column if column in ("CBF", "GTF") else "Ours"
+        for (dataset, metric), value in ours[column].items():
+            rows.append({"table": "1", "dataset": dataset, "method": column, "metric": metric,
+                         "reported": paper.at[(dataset, metric), reference], "ours_mean": value})
+    frame = pd.DataFrame(rows, columns=report.KEYS + ["reported", "ours_mean"])
+    frame["delta_pct"] = 100.0 * (frame["ours_mean"] - frame["reported"]) / frame["reported"].abs()
+    return frame
+
+
+def claim_best(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """The paper's "ours is best on all six metrics" on our columns: for each learned column, in how many rows of
+    ``frame`` (rows: cells, columns: methods, larger is better) it beats every classical column we run (CBF, GTF),
+    and whether it is the largest of all our columns."""
+    classical = [c for c in frame.columns if c in ("CBF", "GTF")]
+    rows = []
+    for column in frame.columns:
+        if column in classical:
+            continue
+        beats = (frame[column].values[:, None] > frame[classical].values).all(axis=1)
+        largest = (frame.idxmax(axis=1) == column)
+        rows.append({"claim": "ours best on all six metrics", "where": where, "column": column,
+                     "rows": int(len(frame)), "beats_cbf_gtf": int(beats.sum()), "best_of_ours": int(largest.sum()),
+                     "holds": bool(beats.all())})
+    return pd.DataFrame(rows)
+
+
+def claim_gan(curves: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Fig. 5's "the GAN scheme decreases faster and reaches a lower loss": over the epochs both stage-1 runs
+    have, how often the run with the discriminator has the lower L_pixel + γ L_SSIM, and at the last such epoch."""
+    if set(curves) != {"base", "nogan"}:
+        return pd.DataFrame([{"claim": "GAN lowers the reconstruction loss", "epochs_compared": 0,
+                              "gan_lower": 0, "last_epoch": None, "gan_last": None, "nogan_last": None,
+                              "holds": None}])
+    both = curves["base"][["epoch", "recon"]].merge(curves["nogan"][["epoch", "recon"]], on="epoch",
+                                                    suffixes=("_gan", "_nogan"))
+    lower = both["recon_gan"] < both["recon_nogan"]
+    last = both.iloc[-1]
+    return pd.DataFrame([{"claim": "GAN lowers the reconstruction loss", "epochs_compared": int(len(both)),
+                          "gan_lower": int(lower.sum()), "last_epoch": int(last["epoch"]),
+                          "gan_last": float(last["recon_gan"]), "nogan_last": float(last["recon_nogan"]),
+                          "holds": bool(lower.sum() * 2 > len(both) and last["recon_gan"] < last["recon_nogan"])}])
+
+
+TABLE2_ABLATIONS = ["Ours w/o D", "Ours w/o A", "Ours w/o S"]
+
+
+def claim_table2(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 2's ordering: per ablation row, the metrics on which Ours is above it, in the paper and in ours (the
+    paper's text: w/o A has the higher CC, "the other five metrics all decline significantly without it")."""
+    rows = []
+    for ablation in TABLE2_ABLATIONS:
+        cells = table[table["method"].isin(["Ours", ablation])].pivot(index="metric", columns="method",
+                                                                     values=["reported", "ours_mean"])
+        paper_above = cells[("reported", "Ours")] > cells[("reported", ablation)]
+        built = cells[("ours_mean", ablation)].notna().all() and cells[("ours_mean", "Ours")].notna().all()
+        ours_above = cells[("ours_mean", "Ours")] > cells[("ours_mean", ablation)]
+        rows.append({"claim": "Table 2 ordering: Ours above the ablation", "ablation": ablation,
+                     "paper_metrics_above": ", ".join(m for m in METRICS if paper_above.get(m, False)),
+                     "ours_metrics_above": ", ".join(m for m in METRICS if ours_above.get(m, False)) if built
+                     else "not trained (owed)",
+                     "same_metrics": bool((paper_above == ours_above).all()) if built else None})
+    return pd.DataFrame(rows)
+
+
+# The Table 2 variants not trained yet, and the commands that train them (the reduced CPU protocol of the
+# committed base model; each about 40 minutes of one thread on the shared 2-core machine: stage 1 ~15, stage 2
+# ~24). Stage 1 must be retrained for both: w/o D changes the extractor, and w/o S's decoder has no skip inputs,
+# so neither can reuse the base auto-encoder (spec §7).
+OWED_TRAININGS = {
+    "Ours w/o D": "python -m fusion_core.papers.amfe.train --protocol reduced --variant woD --seed 0 --threads 1",
+    "Ours w/o S": "python -m fusion_core.papers.amfe.train --protocol reduced --variant woS --seed 0 --threads 1",
+}
