@@ -455,5 +455,5 @@ def test_comparison_figure_shows_every_run_method_and_labels_the_missing_ones(da
     assert titles[7].startswith("MFEIF") and titles[8].startswith("AMFE") and len(titles) == 9
     tiles = [ax for ax in fig.axes if ax.get_title() in experiment.NOT_BUILT]
     assert all(not ax.images and ax.texts for ax in tiles)  # labelled grey tiles, never a stand-in image
-    insets = [ax for ax in fig.axes if not ax.get_title() and ax.images]
+    insets = [sub for ax in fig.axes for sub in ax.child_axes if sub.images]  # zooms are inset (child) axes
     assert len(insets) == 2 * 6  # two zoomed boxes on each of the six image panels

@@ -164,10 +164,12 @@ def test_ctrl_c_then_rerun_resumes_and_recomputes_nothing_finished(data_root, tm
     file untouched, fuses only the second method's remaining pairs, and ends with the uninterrupted run's files.
     ``kill`` (SIGTERM) stops like Ctrl-C: a run in the background ignores SIGINT."""
     out = tmp_path / "run"
+    # 320x320 crops: cbf takes ~0.4 s a pair (0.1 s at 160x160 finished the run before a loaded machine let
+    # this test send its signal: seen in CI at load 12)
     argv = [sys.executable, "-m", "fusion_core", "compare", "--methods", "cbf,res2netfuse", "--dataset", "tno40",
-            "--metrics", ",".join(METRICS), "--max-pairs", "3", "--crop", "160x160", "--jobs", "1", "--out", str(out)]
+            "--metrics", ",".join(METRICS), "--max-pairs", "3", "--crop", "320x320", "--jobs", "1", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    raw = out / "raw" / "tno40_first3_crop160x160"
+    raw = out / "raw" / "tno40_first3_crop320x320"
     first, second = raw / "res2netfuse_l1.csv", raw / "cbf.csv"  # slowest first: res2netfuse, then cbf
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
@@ -190,8 +192,8 @@ def test_ctrl_c_then_rerun_resumes_and_recomputes_nothing_finished(data_root, tm
 
     reference = tmp_path / "reference"
     compare.run(compare.make_plan(["cbf", "res2netfuse"], "tno40", "tang", reference, metrics=METRICS, max_pairs=3,
-                                  crop=(160, 160)))
-    for path in (first, second, out / "summary_tno40_first3_crop160x160.csv"):
+                                  crop=(320, 320)))
+    for path in (first, second, out / "summary_tno40_first3_crop320x320.csv"):
         assert path.read_bytes() == (reference / path.relative_to(out)).read_bytes(), path.name
 
 
