@@ -263,7 +263,7 @@ def load_network(path: str | Path, classes: dict[str, type[nn.Module]], device: 
         raise data.DataError(f"{path}: not a {label} {wanted} checkpoint (holds {kind})".replace("  ", " "))
     model = classes[kind](**(state.get("model_config") or {}))
     try:
-        model.load_state_dict(state["model"], strict=True)
+        model.load_state_dict(with_base(path, state)["model"], strict=True)
     except RuntimeError as exc:
         raise data.DataError(f"{path}: weights do not fit the {kind} network ({str(exc).splitlines()[0]})") from None
     return model.to(device).eval()
@@ -386,6 +386,58 @@ def publish_fp16(checkpoint: str | Path) -> Path:
                     fp32_sha256=fp32_sha)
     write_json(manifest_file, manifest)
     return path
+
+
+def publish_delta(checkpoint: str | Path, base: str | Path) -> Path:
+    """Rewrite a weights file ``NAME.pt`` as a delta of ``base`` (another weights file in the same folder): the
+    tensors bit-equal to the base's (e.g. frozen columns copied from it) are dropped and the file names the base,
+    its sha256 and the dropped keys, so the tracked tree carries only what the run changed. :func:`load_network` puts the base's
+    tensors back (and refuses a base whose sha256 differs); the delta's own sha256 therefore still identifies the
+    complete weights, and stays the results key. Run after :func:`publish_fp16` of both files. A file that
+    already is a delta is left alone."""
+    path, base = Path(checkpoint), Path(base)
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    ref = torch.load(base, map_location="cpu", weights_only=True)
+    for file, content in ((path, blob), (base, ref)):
+        if not isinstance(content, dict) or content.get("format") != WEIGHTS_FORMAT:
+            raise data.DataError(f"{file}: not a {WEIGHTS_FORMAT} weights file")
+    if base.parent.resolve() != path.parent.resolve():
+        raise data.DataError(f"{base}: the base of a delta must sit in the folder of {path}")
+    if "base" in ref:
+        raise data.DataError(f"{base}: is itself a delta; give the complete weights file")
+    if "base" in blob:
+        return path
+    same = {k for k, v in blob["model"].items() if k in ref["model"] and v.dtype == ref["model"][k].dtype
+            and v.shape == ref["model"][k].shape and torch.equal(v, ref["model"][k])}
+    manifest_file = path.with_suffix(".json")
+    manifest = json.loads(manifest_file.read_text())
+    full_sha = sha256_file(path)
+    blob["model"] = {k: v for k, v in blob["model"].items() if k not in same}
+    blob["base"] = {"file": base.name, "sha256": sha256_file(base), "keys": sorted(same)}
+    _save(path, blob)
+    digest = sha256_file(path)
+    manifest.update(sha256=digest, checksum=digest[:16], bytes=path.stat().st_size,
+                    delta_of={"file": base.name, "sha256": blob["base"]["sha256"], "tensors_shared": len(same),
+                              "full_sha256": full_sha})
+    write_json(manifest_file, manifest)
+    return path
+
+
+def with_base(path: str | Path, state: dict) -> dict:
+    """``state`` (read from ``path``) with the tensors of its base put back when it is a delta
+    (:func:`publish_delta`); the base must be the very file the delta was made from (sha256)."""
+    ref = state.get("base") if isinstance(state, dict) else None
+    if not ref:
+        return state
+    path = Path(path)
+    base = path.parent / ref["file"]
+    if not base.is_file():
+        raise data.DataError(f"{path}: holds only what differs from {ref['file']}, which is not in {path.parent}")
+    if sha256_file(base) != ref["sha256"]:
+        raise data.DataError(f"{path}: was made from another {ref['file']} (sha256 {ref['sha256'][:12]}, the file "
+                             f"there has {sha256_file(base)[:12]})")
+    full = torch.load(base, map_location="cpu", weights_only=True)["model"]
+    return {**state, "model": {**{k: full[k] for k in ref["keys"]}, **state["model"]}}
 
 
 def _save(path: Path, state: dict) -> None:

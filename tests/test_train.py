@@ -280,3 +280,49 @@ def test_res2netfuse_eval_names_a_missing_checkpoint_and_skips_other_protocols(t
                                                                                              res2netfuse.SEEDS))
     with pytest.raises(FileNotFoundError, match="r2n_many_seed0.pt: no complete committed checkpoint"):
         res2netfuse.ensure_models("eval", ["many"])
+
+
+def test_delta_publication_keeps_only_the_changed_tensors_and_loads_the_full_weights(tmp_path):
+    """An ablation row trained on frozen parts copied from a base model stores only its own part; loading puts the
+    base's tensors back, bit for bit, and refuses a base other than the one the delta was made from."""
+    from fusion_core.papers.savf.model import SAVFNet, load_checkpoint
+    from fusion_core.train import publish_delta, weights_state
+
+    torch.manual_seed(0)
+    base_net = SAVFNet(attention=True)
+    row_net = SAVFNet(attention=True, main_cam=False)
+    for part in ("backbone", "enhance", "attention"):  # frozen columns copied from the base, as the ablation does
+        getattr(row_net, part).load_state_dict(getattr(base_net, part).state_dict())
+    files = {}
+    for name, net, config in (("base", base_net, {"attention": True}),
+                              ("row", row_net, {"attention": True, "main_cam": False})):
+        path = tmp_path / f"{name}.pt"
+        torch.save(weights_state(net.state_dict(), "SAVFNet", config), path)
+        digest = sha256_file(path)
+        (tmp_path / f"{name}.json").write_text(json.dumps({"sha256": digest, "checksum": digest[:16]}))
+        publish_fp16(path)
+        files[name] = path
+    full_bytes, full_sha = files["row"].stat().st_size, sha256_file(files["row"])
+    expected = load_checkpoint(files["row"]).state_dict()
+    publish_delta(files["row"], files["base"])
+    manifest = json.loads((tmp_path / "row.json").read_text())
+    stored = torch.load(files["row"], weights_only=True)["model"]
+    assert not any(k.startswith(("backbone.", "enhance.", "attention.")) for k in stored)  # the columns are gone
+    assert any(k.startswith("body.") for k in stored)
+    assert files["row"].stat().st_size < 0.5 * full_bytes
+    assert manifest["delta_of"]["full_sha256"] == full_sha and manifest["sha256"] == sha256_file(files["row"])
+    assert weights_checksum(files["row"]) == sha256_file(files["row"])[:16] != full_sha[:16]
+    loaded = load_checkpoint(files["row"]).state_dict()
+    assert loaded.keys() == expected.keys() and all(torch.equal(loaded[k], v) for k, v in expected.items())
+    assert publish_delta(files["row"], files["base"]) == files["row"]  # idempotent
+    with pytest.raises(data.DataError, match="is itself a delta"):
+        publish_delta(files["base"], files["row"])
+    blob = torch.load(files["base"], weights_only=True)  # another base under the same name: refused, named
+    first = next(iter(blob["model"]))
+    blob["model"][first] = blob["model"][first] + 1
+    torch.save(blob, files["base"])
+    with pytest.raises(data.DataError, match=r"row\.pt: was made from another base\.pt"):
+        load_checkpoint(files["row"])
+    files["base"].unlink()
+    with pytest.raises(data.DataError, match=r"row\.pt: holds only what differs from base\.pt"):
+        load_checkpoint(files["row"])
