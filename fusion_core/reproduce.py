@@ -46,6 +46,7 @@ from .report import RESULTS_ROOT, collect_fidelity, results_dir, to_markdown
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 MANIFEST = RESULTS_ROOT / "MANIFEST.csv"
 MANIFEST_FIELDS = ["path", "sha256", "bytes", "notebook", "profile"]
+OUTSIDE = "(outside a notebook)"  # the notebook column of a file a run found already written, e.g. by a command
 
 # Notebooks that are not a paper's → their results folder; a paper's notebooks are listed by its
 # ``Paper.notebooks`` (fusion_core/papers/<p>/__init__.py), so adding a paper does not touch this file.
@@ -272,15 +273,25 @@ def _write_manifest(rows: list[dict]) -> None:
 def _record(out_dir: Path, since: float, notebook: Path, profile: str) -> None:
     # *.partial.csv: raw files a background job is still filling (they are renamed when complete).
     # Files the run rewrote with the same bytes kept their mtime (io.atomic_write) and their row.
-    produced = [p for p in out_dir.rglob("*") if p.is_file() and p.stat().st_mtime >= since - 1
-                and not p.name.endswith(".partial.csv") and not is_run_manifest(p)]
+    files = [p for p in out_dir.rglob("*") if p.is_file() and not p.name.endswith(".partial.csv")
+             and not is_run_manifest(p)]
     rows = {r["path"]: r for r in _read_manifest() if not r["path"].endswith(".partial.csv")}
     # A rerun of a notebook replaces its rows; files it no longer writes drop out of the manifest.
     rows = {k: r for k, r in rows.items() if r["notebook"] != notebook.name or (REPO_ROOT / k).is_file()}
-    for path in produced:
+    for path in files:
         rel = path.relative_to(REPO_ROOT).as_posix()
-        rows[rel] = {"path": rel, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-                     "notebook": notebook.name, "profile": profile}
+        digest = sha256_file(path)
+        if path.stat().st_mtime >= since - 1:
+            owner = notebook.name
+        elif rel not in rows or rows[rel]["sha256"] != digest:
+            # Written outside a notebook run (e.g. raw files re-scored by a paper's experiment command) and read by
+            # this one: the manifest holds the folder the results were built from, so such a file is listed with
+            # its current hash rather than left stale (verify would fail) or unlisted (verify could not see it).
+            owner = rows[rel]["notebook"] if rel in rows else OUTSIDE
+        else:
+            continue
+        rows[rel] = {"path": rel, "sha256": digest, "bytes": path.stat().st_size, "notebook": owner,
+                     "profile": profile}
     _write_manifest(list(rows.values()))
 
 

@@ -64,6 +64,29 @@ def test_raw_files_still_being_filled_are_not_recorded(sandbox):
     assert paths == ["results/didfuse/raw/full_seed0_sal-cam.csv"]
 
 
+def test_files_written_outside_a_run_are_listed_with_their_current_hash(sandbox):
+    """Raw files re-scored by a command before the notebook runs are what its tables are built from: a stale row
+    (the bug that left 7 DIDFuse raw files failing verify) or no row at all is not acceptable."""
+    import os
+
+    since = time.time()
+    (sandbox / "raw").mkdir()
+    old, new = sandbox / "raw" / "a.csv", sandbox / "raw" / "b.csv"
+    old.write_text("stem\n01\n")
+    reproduce._record(sandbox, since, Path("01_didfuse.ipynb"), "eval")
+    old.write_text("stem\n02\n")  # re-scored by a command
+    new.write_text("stem\n03\n")  # written by a command, never listed
+    for path in (old, new):
+        os.utime(path, (1_000_000, 1_000_000))
+    (sandbox / "table.csv").write_text("a\n1\n")
+    reproduce._record(sandbox, time.time() - 0.5, Path("01b_didfuse_table4_ablation.ipynb"), "eval")
+    rows = {row["path"]: row for row in reproduce._read_manifest()}
+    assert rows["results/didfuse/raw/a.csv"]["notebook"] == "01_didfuse.ipynb"
+    assert rows["results/didfuse/raw/b.csv"]["notebook"] == reproduce.OUTSIDE
+    assert rows["results/didfuse/table.csv"]["notebook"] == "01b_didfuse_table4_ablation.ipynb"
+    assert reproduce.verify_manifest() == 0
+
+
 def test_missing_manifest_is_an_error(sandbox, capsys):
     assert reproduce.verify_manifest() == 1
     assert "missing or empty" in capsys.readouterr().err
