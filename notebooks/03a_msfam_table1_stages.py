@@ -36,13 +36,12 @@ protocol = None  # the training protocol of the models (None: quick under profil
 # %%
 import torch
 
-from fusion_core import checks, report
+from fusion_core import report
 from fusion_core.papers.msfam import experiment as exp
 
 TABLE = "1"  # the paper's table this notebook rebuilds
 torch.set_num_threads(threads)
 out = report.results_dir(exp.PAPER, profile)
-substitutes = exp.SUBSTITUTES + exp.ABLATION_SUBSTITUTES
 print("rows (paper label -> our variant):", exp.ABLATIONS[TABLE])
 
 # %% [markdown]
@@ -55,25 +54,7 @@ print("rows (paper label -> our variant):", exp.ABLATIONS[TABLE])
 # (`reduced` protocol) and computes their raw files.
 
 # %% tags=["nbval-check-output"]
-result = exp.ablation_raw(TABLE, profile, out, verify, device)
-table = exp.ablation_table(TABLE, result.rows)
-run = {"profile": profile, "device": device, "protocol": "quick" if profile == "quick" else "reduced",
-       "repeats": 1, "test": f"{len(exp.test_set(profile).pairs)} pairs of splits/test.txt"}
-report.write_table(table, out, "table1_stages", "Table 1 (multi-stage training): ours on the test split of roadscene221+tno40 "
-                   "next to the paper's numbers; rows without ours_mean are owed (see table1_stages_owed)", run)
-report.write_table(result.owed, out, "table1_stages_owed", "Table 1: rows without a model of ours and the commands "
-                   "that make them", run)
-if len(result.checks) or len(result.skipped):
-    report.write_table(result.checks, out, "table1_stages_verification", "Eval profile: re-fused pairs vs committed raw "
-                       "results", run)
-    report.write_table(result.skipped, out, "table1_stages_verification_skipped", "Eval profile: raw files not re-fused, "
-                       "and why", run)
-print("rows with ours:", sorted(table.dropna(subset=["ours_mean"])["method"].unique()))
-print("owed:", list(result.owed["variant"]) or "none")
-print("verification skipped:", [f"{r.variant}: {r.reason}" for r in result.skipped.itertuples()] or "none")
-if len(result.checks):
-    print("re-fused values within tolerance:", int(result.checks["ok"].sum()), "/", len(result.checks))
-print("outside the possible range:", checks.out_of_range(table.dropna(subset=["ours_mean"]), "ours_mean") or "none")
+table, result = exp.write_ablation(TABLE, profile, out, verify, device)
 
 # %%
 for row in result.owed.itertuples():
@@ -89,9 +70,4 @@ print(table.dropna(subset=["reported"]).pivot(index="method", columns="metric", 
 # differences in the second decimal are within seed noise (spec §7).
 
 # %%
-total, agree = exp.ablation_signs(TABLE, table)
-print(f"signs agreeing: {agree} / {total}")
-summary = report.fidelity(table, substitutes, (total, agree))
-if profile != "quick":
-    report.write_fidelity(out, summary, part="03a_msfam_table1_stages")
-print({k: v for k, v in summary.items() if k != "substitutes"})
+summary = exp.ablation_fidelity(TABLE, table, profile, out, part="03a_msfam_table1_stages")

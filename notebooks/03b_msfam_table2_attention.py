@@ -35,13 +35,12 @@ protocol = None  # the training protocol of the models (None: quick under profil
 # %%
 import torch
 
-from fusion_core import checks, report
+from fusion_core import report
 from fusion_core.papers.msfam import experiment as exp
 
 TABLE = "2"  # the paper's table this notebook rebuilds
 torch.set_num_threads(threads)
 out = report.results_dir(exp.PAPER, profile)
-substitutes = exp.SUBSTITUTES + exp.ABLATION_SUBSTITUTES
 print("rows (paper label -> our variant):", exp.ABLATIONS[TABLE])
 
 # %% [markdown]
@@ -54,25 +53,7 @@ print("rows (paper label -> our variant):", exp.ABLATIONS[TABLE])
 # (`reduced` protocol) and computes their raw files.
 
 # %% tags=["nbval-check-output"]
-result = exp.ablation_raw(TABLE, profile, out, verify, device)
-table = exp.ablation_table(TABLE, result.rows)
-run = {"profile": profile, "device": device, "protocol": "quick" if profile == "quick" else "reduced",
-       "repeats": 1, "test": f"{len(exp.test_set(profile).pairs)} pairs of splits/test.txt"}
-report.write_table(table, out, "table2_attention", "Table 2 (attention in the fusion blocks): ours on the test split of roadscene221+tno40 "
-                   "next to the paper's numbers; rows without ours_mean are owed (see table2_attention_owed)", run)
-report.write_table(result.owed, out, "table2_attention_owed", "Table 2: rows without a model of ours and the commands "
-                   "that make them", run)
-if len(result.checks) or len(result.skipped):
-    report.write_table(result.checks, out, "table2_attention_verification", "Eval profile: re-fused pairs vs committed raw "
-                       "results", run)
-    report.write_table(result.skipped, out, "table2_attention_verification_skipped", "Eval profile: raw files not re-fused, "
-                       "and why", run)
-print("rows with ours:", sorted(table.dropna(subset=["ours_mean"])["method"].unique()))
-print("owed:", list(result.owed["variant"]) or "none")
-print("verification skipped:", [f"{r.variant}: {r.reason}" for r in result.skipped.itertuples()] or "none")
-if len(result.checks):
-    print("re-fused values within tolerance:", int(result.checks["ok"].sum()), "/", len(result.checks))
-print("outside the possible range:", checks.out_of_range(table.dropna(subset=["ours_mean"]), "ours_mean") or "none")
+table, result = exp.write_ablation(TABLE, profile, out, verify, device)
 
 # %%
 for row in result.owed.itertuples():
@@ -88,9 +69,4 @@ print(table.dropna(subset=["reported"]).pivot(index="method", columns="metric", 
 # differences in the second decimal are within seed noise (spec §7).
 
 # %%
-total, agree = exp.ablation_signs(TABLE, table)
-print(f"signs agreeing: {agree} / {total}")
-summary = report.fidelity(table, substitutes, (total, agree))
-if profile != "quick":
-    report.write_fidelity(out, summary, part="03b_msfam_table2_attention")
-print({k: v for k, v in summary.items() if k != "substitutes"})
+summary = exp.ablation_fidelity(TABLE, table, profile, out, part="03b_msfam_table2_attention")

@@ -327,6 +327,53 @@ def ablation_wide(frame: pd.DataFrame) -> pd.DataFrame:
     return wide.reindex([m for m in dict.fromkeys(frame["method"]) if m in wide.index])
 
 
+ABLATION_OUTPUTS = {  # table -> (file stem in results/msfam, the caption's title)
+    "1": ("table1_stages", "Table 1 (multi-stage training)"),
+    "2": ("table2_attention", "Table 2 (attention in the fusion blocks)"),
+    "3": ("table3_loss", "Table 3 (Pull-Push loss and Semantic Constraint)"),
+}
+
+
+def write_ablation(table: str, profile: str, out: Path, verify: str | None = "sample",
+                   device: str = "cpu") -> tuple[pd.DataFrame, Ablation]:
+    """Notebooks 03a-03c: one ablation table's raw rows (:func:`ablation_raw`), its reported | ours | Δ % table, the
+    owed rows and the eval verification, written to ``out``; prints what nbval guards. Returns (table, raw)."""
+    from ... import checks
+
+    stem, title = ABLATION_OUTPUTS[table]
+    result = ablation_raw(table, profile, out, verify, device)
+    frame = ablation_table(table, result.rows)
+    run = {"profile": profile, "device": device, "protocol": "quick" if profile == "quick" else "reduced",
+           "repeats": 1, "test": f"{len(test_set(profile).pairs)} pairs of splits/test.txt"}
+    report.write_table(frame, out, stem, f"{title}: ours on the test split of roadscene221+tno40 next to the "
+                       f"paper's numbers; rows without ours_mean are owed (see {stem}_owed)", run)
+    report.write_table(result.owed, out, f"{stem}_owed", f"Table {table}: rows without a model of ours and the "
+                       "commands that make them", run)
+    if len(result.checks) or len(result.skipped):
+        report.write_table(result.checks, out, f"{stem}_verification", "Eval profile: re-fused pairs vs committed "
+                           "raw results", run)
+        report.write_table(result.skipped, out, f"{stem}_verification_skipped", "Eval profile: raw files not "
+                           "re-fused, and why", run)
+    print("rows with ours:", sorted(frame.dropna(subset=["ours_mean"])["method"].unique()))
+    print("owed:", list(result.owed["variant"]) or "none")
+    print("verification skipped:", [f"{r.variant}: {r.reason}" for r in result.skipped.itertuples()] or "none")
+    if len(result.checks):
+        print("re-fused values within tolerance:", int(result.checks["ok"].sum()), "/", len(result.checks))
+    print("outside the possible range:", checks.out_of_range(frame.dropna(subset=["ours_mean"]), "ours_mean") or "none")
+    return frame, result
+
+
+def ablation_fidelity(table: str, frame: pd.DataFrame, profile: str, out: Path, part: str) -> dict:
+    """The sign check of one ablation table and its fidelity part (written unless ``quick``); prints both."""
+    total, agree = ablation_signs(table, frame)
+    print(f"signs agreeing: {agree} / {total}")
+    summary = report.fidelity(frame, SUBSTITUTES + ABLATION_SUBSTITUTES, (total, agree))
+    if profile != "quick":
+        report.write_fidelity(out, summary, part=part)
+    print({k: v for k, v in summary.items() if k != "substitutes"})
+    return summary
+
+
 def score_local(variants: Sequence[str], device: str = "cpu") -> list[str]:
     """Raw files for the complete ``reduced`` checkpoints of ``variants`` found in ``checkpoints/msfam/``
     (computed where missing, nothing trained): what an eval run of the ablation notebooks reads."""
