@@ -39,20 +39,12 @@ protocol = None  # AMFE training protocol: eval reads "reduced" checkpoints, ful
 import matplotlib
 matplotlib.use("Agg")
 import pandas as pd
-import torch
 
 from fusion_core import checks, report
 from fusion_core.papers.amfe import experiment as exp
-from fusion_core.papers.amfe import train
 
 pd.set_option("display.width", 200)
-torch.set_num_threads(threads)
-out = report.results_dir(exp.PAPER, profile)
-models = train.ensure_models(profile, protocol, device)
-run = exp.profile_line(profile, models, device, test="tno25")
-print("substitutes:")
-for s in exp.SUBSTITUTES:
-    print(" -", s)
+out, models, run = exp.setup(profile, protocol, device, threads, variants=("base", "woD", "woS"), test="tno25")
 
 # %% [markdown]
 # ## Table 2 — ours next to the paper

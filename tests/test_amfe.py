@@ -457,3 +457,20 @@ def test_comparison_figure_shows_every_run_method_and_labels_the_missing_ones(da
     assert all(not ax.images and ax.texts for ax in tiles)  # labelled grey tiles, never a stand-in image
     insets = [sub for ax in fig.axes for sub in ax.child_axes if sub.images]  # zooms are inset (child) axes
     assert len(insets) == 2 * 6  # two zoomed boxes on each of the six image panels
+
+
+def test_fig6_pairs_base_and_nogan_of_the_same_seed_only():
+    from pathlib import Path
+
+    from fusion_core.papers.amfe import experiment as exp
+    from fusion_core.train import TrainedModel
+
+    def model(variant, seed):
+        return TrainedModel(Path(f"{variant}_{seed}.pt"), "amfe", variant, seed, "reduced", "0" * 16)
+
+    assert exp.gan_models([model("base", 0), model("woD", 0)]) == {}
+    assert exp.gan_models([model("base", 0), model("nogan", 1)]) == {}  # different seeds are not a comparison
+    pair = exp.gan_models([model("base", 1), model("nogan", 1), model("base", 2), model("nogan", 2)])
+    assert [(v, m.seed) for v, m in pair.items()] == [("nogan", 1), ("base", 1)]
+    with pytest.raises(ValueError, match="base and nogan models of one seed"):
+        exp.fig6([model("base", 0)], "quick")

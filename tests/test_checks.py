@@ -29,6 +29,14 @@ def test_a_score_on_the_wrong_scale_is_named():
     assert checks.out_of_range(frame, "ours_mean") == ["EN", "SCD"]
 
 
+def test_a_value_on_its_bound_with_rounding_is_inside_and_a_real_excess_is_not():
+    """MI of a constant fused image is 0, computed as -4.4e-16 on one CPU and +0 on another: the check must not
+    depend on that sign. 1e-6 below 0 is a real excess (MI cannot be negative) and is still reported."""
+    assert checks.out_of_range(_long([("TNO", "MI", -4.440892098500626e-16)]), "ours_mean") == []
+    assert checks.out_of_range(_long([("TNO", "MI", -1e-6)]), "ours_mean") == ["MI"]
+    assert checks.out_of_range(_long([("TNO", "Qabf", 1.0 + 1e-12)]), "ours_mean") == []
+
+
 def test_a_wide_frame_is_checked_column_by_column():
     wide = pd.DataFrame({"seed": [0, 1], "EN": [6.9, 7.0], "MSE": [0.01, 1.5]})
     assert checks.out_of_range(wide, "value", metric=None) == ["MSE"]

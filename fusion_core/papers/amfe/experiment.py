@@ -180,10 +180,29 @@ TEST_SETS = {"table1": "TNO FEL Nato_camp/Tree/Duine, all frames", "tno25": "tno
 
 def profile_line(profile: str, models: Sequence[TrainedModel], device: str, test: str = "table1") -> dict:
     """The run description each table carries (``test``: a key of :data:`TEST_SETS`)."""
+    from collections import Counter
+
+    per_variant = Counter(m.variant for m in models)
     return {"profile": profile, "amfe models": ", ".join(m.key for m in models) or "none",
             "protocol": ", ".join(sorted({m.protocol for m in models})) or "none", "device": device,
-            "repeats": f"n={len(models)} AMFE training(s) per variant shown" if models else "n=0",
+            "repeats": f"n={max(per_variant.values())} AMFE training(s) per variant shown" if models else "n=0",
             "test": TEST_SETS[test] + (" (2 pairs each, 128x128 crops)" if profile == "quick" else "")}
+
+
+def setup(profile: str, protocol: str | None, device: str, threads: int, variants: Sequence[str] = ("base",),
+          test: str = "table1") -> tuple[Path, list[TrainedModel], dict]:
+    """The first code cell of notebooks 04 and 04a: torch threads, the results folder, the models
+    (:func:`train.ensure_models`: quick trains ``variants``, eval reads every committed one of them) and the run
+    line of the tables; prints the substitutes. Returns (out, models, run)."""
+    from . import train
+
+    torch.set_num_threads(threads)
+    out = report.results_dir(PAPER, profile)
+    models = [m for m in train.ensure_models(profile, protocol, device, variants=variants) if m.variant in variants]
+    print("substitutes:")
+    for line in SUBSTITUTES:
+        print(" -", line)
+    return out, models, profile_line(profile, models, device, test)
 
 
 def loss_history(model: TrainedModel) -> pd.DataFrame:
@@ -421,6 +440,69 @@ def comparison_figure(name: str, models: Sequence[TrainedModel], profile: str, d
                      title=f"{what}: {dataset}/{stem}" + (" (top-left 128², quick)" if profile == "quick" else ""))
     zoom_boxes(fig, [boxes] * max(len(r) for r in rows))
     return fig
+
+
+# --------------------------------------------------------------------------- Fig. 6: without / with the discriminator
+
+FIG6_PAIR = "fig4"  # the paper does not name Fig. 6's scene: we use Fig. 4's pair (Kaptein_1123), stated in captions
+
+
+def gan_models(models: Sequence[TrainedModel]) -> dict[str, TrainedModel]:
+    """``{"nogan": ..., "base": ...}`` for the first seed that has both (stage 2 complete), else ``{}``."""
+    by_seed: dict[int, dict[str, TrainedModel]] = {}
+    for m in models:
+        if m.variant in ("base", "nogan"):
+            by_seed.setdefault(m.seed, {})[m.variant] = m
+    both = [pair for _, pair in sorted(by_seed.items()) if len(pair) == 2]
+    return {"nogan": both[0]["nogan"], "base": both[0]["base"]} if both else {}
+
+
+def fig6(models: Sequence[TrainedModel], profile: str, device: str = "cpu"):
+    """Fig. 6 analogue: VIS, IR, ours without and with the discriminator (stage 1 λ = 0 vs 0.1, the same stage-2
+    recipe and seed), one pair, two zoom boxes (the person of Fig. 4, and the 64² window of largest visible
+    gradient energy; the paper's red and green boxes are not given)."""
+    from ...report import image_grid, zoom_boxes
+
+    pair = gan_models(models)
+    if not pair:
+        raise ValueError("Fig. 6 needs the base and nogan models of one seed (both stages complete)")
+    images = figure_pair(FIG6_PAIR, profile)
+    panels = [("VIS", images.vis), ("IR", images.ir)]
+    for variant, title in (("nogan", "ours without discriminator"), ("base", "ours with discriminator")):
+        m = pair[variant]
+        source = engine.method_source(PAPER, weights=m.path, rules=(AMFE_RULE,), device=device)
+        panels.append((f"{title}\n[{m.key}]", quantise(source.fuse(images, [AMFE_RULE])[AMFE_RULE])))
+    boxes = [FIGURE_BOXES["fig4"][0][:4] + ("ul",), (*busiest_window(images.vis), "ll")]
+    dataset, stem = FIGURE_PAIRS[FIG6_PAIR]
+    fig = image_grid([[v for _, v in panels]], [""], [], cell=2.8, panel_titles=[[t for t, _ in panels]],
+                     title=f"Fig. 6 analogue: {dataset}/{stem} (scene not named by the paper)"
+                     + (" (top-left 128², quick)" if profile == "quick" else ""))
+    zoom_boxes(fig, [boxes] * len(panels))
+    return fig
+
+
+def fig6_metrics(models: Sequence[TrainedModel], profile: str, out: Path, verify: str | None = "sample",
+                 device: str = "cpu") -> tuple[pd.DataFrame, engine.RawResults]:
+    """The measurable side of Fig. 6's claim: the six metrics of ours without vs with the discriminator on the 25
+    TNO pairs (mean and std over pairs per variant, and with − without). eval: read + verify; else compute."""
+    pair = gan_models(models)
+    if not pair:
+        raise ValueError("Fig. 6 needs the base and nogan models of one seed (both stages complete)")
+    found = [dataclasses.replace(engine.method_source(PAPER, weights=m.path, rules=(AMFE_RULE,), device=device),
+                                 key=f"amfe_{m.key}", checksum=m.checksum) for m in pair.values()]
+    raw = engine.collect(found, [tno25(profile)], (AMFE_RULE,), metrics=METRICS, convention=CONVENTION, out=out,
+                         compute=profile != "eval", verify=verify if profile == "eval" else None)
+    variant = {f"amfe_{m.key}": v for v, m in pair.items()}
+    long = raw.rows.assign(variant=raw.rows["source"].map(variant)).melt(
+        id_vars=["variant", "stem"], value_vars=METRICS, var_name="metric")
+    stats = long.groupby(["metric", "variant"], sort=False)["value"].agg(["mean", "std", "count"]).unstack("variant")
+    table = pd.DataFrame({"metric": METRICS})
+    for v in ("nogan", "base"):
+        table[f"{v}_mean"] = [stats.at[m, ("mean", v)] for m in METRICS]
+        table[f"{v}_std"] = [stats.at[m, ("std", v)] for m in METRICS]
+    table["with_minus_without"] = table["base_mean"] - table["nogan_mean"]
+    table["n"] = [int(stats.at[m, ("count", "base")]) for m in METRICS]
+    return table, raw
 
 
 # --------------------------------------------------------------------------- Fig. 8: mean and variance on 25 pairs

@@ -29,6 +29,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -306,23 +307,23 @@ def discover(checkpoint_dir: str | Path, protocol: str) -> list[TrainedModel]:
     return sorted(found, key=lambda m: (order.index(m.variant), m.seed))
 
 
-def ensure_models(profile: str, protocol: str | None = None, device: str = "cpu",
-                  progress: bool = False) -> list[TrainedModel]:
-    """The AMFE models a notebook ``profile`` shows. quick: trains the quick protocol (seed 0) under build/quick/;
-    eval: the committed complete checkpoints of ``protocol`` (default ``reduced``; possibly none); full: trains
-    (or resumes) seed 0 of ``protocol`` (default ``paper``) into checkpoints/amfe/."""
-    if profile == "quick":
-        if not discover(QUICK_DIR, "quick"):
-            with quietly(progress):
-                train_model("quick", 0, QUICK_DIR, device=device, progress=progress)
-        return discover(QUICK_DIR, "quick")
+def ensure_models(profile: str, protocol: str | None = None, device: str = "cpu", progress: bool = False,
+                  variants: Sequence[str] = ("base",)) -> list[TrainedModel]:
+    """The AMFE models a notebook ``profile`` shows. quick: trains ``variants`` with the quick protocol (seed 0)
+    under build/quick/; eval: the committed complete checkpoints of ``protocol`` (default ``reduced``; every
+    variant found, possibly none); full: trains (or resumes) seed 0 of ``variants`` with ``protocol`` (default
+    ``paper``) into checkpoints/amfe/."""
+    if profile not in ("quick", "eval", "full"):
+        raise ValueError(f"profile '{profile}' is not one of quick, eval, full")
     if profile == "eval":
         return discover(CHECKPOINT_DIR, protocol or "reduced")
-    if profile == "full":
-        protocol = protocol or "paper"
-        with quietly(progress):
-            train_model(protocol, 0, CHECKPOINT_DIR, device=device, progress=progress)
-        return discover(CHECKPOINT_DIR, protocol)
+    protocol, folder = ("quick", QUICK_DIR) if profile == "quick" else (protocol or "paper", CHECKPOINT_DIR)
+    have = {m.variant for m in discover(folder, protocol) if m.seed == 0}
+    for variant in variants:
+        if variant not in have:
+            with quietly(progress):
+                train_model(protocol, 0, folder, variant, device=device, progress=progress)
+    return discover(folder, protocol)
     raise ValueError(f"unknown profile '{profile}' (quick, eval, full)")
 
 
