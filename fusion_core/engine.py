@@ -193,17 +193,26 @@ def read_raw(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"stem": str, "checksum": str, "rule": str})
 
 
-def is_complete(path: Path, pairs: Sequence[data.Pair], checksum: str, metrics: Sequence[str] = (),
-                convention: str | None = None) -> bool:
-    """The file holds exactly the set's pairs, all from the weights ``checksum``, with every column of ``metrics``,
-    scored under ``convention`` (checked where the file records it: files from before the ``convention`` column
-    are taken as they are, and the eval profile's re-fused sample still compares their values)."""
+def complete_rows(path: Path, pairs: Sequence[data.Pair], checksum: str, metrics: Sequence[str] = (),
+                  convention: str | None = None) -> pd.DataFrame | None:
+    """The file's rows when it holds exactly the set's pairs, all from the weights ``checksum``, with every column
+    of ``metrics``, scored under ``convention`` (checked where the file records it: files from before the
+    ``convention`` column are taken as they are, and the eval profile's re-fused sample still compares their
+    values); None when it does not (or does not exist). One read: :func:`collect` keeps the frame."""
     if not path.is_file():
-        return False
+        return None
     frame = read_raw(path)
     same_convention = convention is None or "convention" not in frame or bool((frame["convention"] == convention).all())
-    return (len(frame) == len(pairs) and set(frame["stem"]) == {p.stem for p in pairs}
-            and bool((frame["checksum"] == checksum).all()) and set(metrics) <= set(frame.columns) and same_convention)
+    complete = (len(frame) == len(pairs) and set(frame["stem"]) == {p.stem for p in pairs}
+                and bool((frame["checksum"] == checksum).all()) and set(metrics) <= set(frame.columns)
+                and same_convention)
+    return frame if complete else None
+
+
+def is_complete(path: Path, pairs: Sequence[data.Pair], checksum: str, metrics: Sequence[str] = (),
+                convention: str | None = None) -> bool:
+    """Whether :func:`complete_rows` accepts the file."""
+    return complete_rows(path, pairs, checksum, metrics, convention) is not None
 
 
 def score_row(source: Source, role: str, rule: str | None, images: data.PairImages, fused: torch.Tensor,
@@ -336,16 +345,19 @@ def collect(sources: Sequence[Source], datasets: Sequence[DataSet], rules: Seque
         wanted = source.wanted(rules)
         for dataset in datasets:
             paths = {rule: raw_path(out, source, dataset.role, rule) for rule in wanted}
-            found = [r for r in wanted if is_complete(paths[r], dataset.pairs, source.checksum, metrics, convention)]
-            if compute:
+            before = {r: complete_rows(paths[r], dataset.pairs, source.checksum, metrics, convention) for r in wanted}
+            found = [r for r in wanted if before[r] is not None]  # complete before this call: the ones to verify
+            if compute and len(found) < len(wanted):
                 _compute(source, dataset, wanted, metrics=metrics, convention=convention, out=out, log=log)
             for rule in wanted:
-                if is_complete(paths[rule], dataset.pairs, source.checksum, metrics, convention):
-                    frames.append(read_raw(paths[rule]))
+                frame = before[rule] if before[rule] is not None else (
+                    complete_rows(paths[rule], dataset.pairs, source.checksum, metrics, convention) if compute else None)
+                if frame is not None:
+                    frames.append(frame)
                 else:
                     missing.append(str(paths[rule].relative_to(out)))
             if verify is not None and found:
-                stored = pd.concat([read_raw(paths[r]) for r in found])
+                stored = pd.concat([before[r] for r in found])
                 checks += verify_source(source, dataset, found, stored, verify, metrics=metrics, convention=convention)
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["source", "rule", "role", "dataset", "stem", *metrics, "checksum", "convention"])
