@@ -38,6 +38,7 @@ early. Rerunning the same command resumes, so a long protocol runs as a series o
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import io as _io
@@ -62,6 +63,25 @@ from .io import atomic_write, sha256_file, write_csv, write_json
 CHECKPOINT_FORMAT = "fusion_core.train/1"  # the resume state (``NAME.resume.pt``; older ``NAME.pt`` files too)
 WEIGHTS_FORMAT = "fusion_core.weights/1"  # the inference file ``NAME.pt``
 INCOMPLETE = 75  # exit code of a training CLI stopped by its time budget (EX_TEMPFAIL: rerun to resume)
+
+
+def cli_parser(paper: str, doc: str | None, protocols, variants, checkpoint_dir: Path,
+               variant_help: str | None = None) -> argparse.ArgumentParser:
+    """The options every paper's ``python -m fusion_core.papers.<paper>.train`` shares (``--protocol`` quick by
+    default, ``--variant`` base, ``--seed``, ``--out``, ``--device``, ``--threads``, ``--max-minutes``,
+    ``--no-progress``); a paper adds its own after. DIDFuse and Res2NetFuse keep their older parsers (aliases)."""
+    parser = argparse.ArgumentParser(prog=f"python -m fusion_core.papers.{paper}.train", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--protocol", choices=sorted(protocols), default="quick")
+    parser.add_argument("--variant", choices=list(variants), default="base", help=variant_help)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=checkpoint_dir, help=f"checkpoint folder (default {checkpoint_dir})")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 for a job sharing the CPU)")
+    parser.add_argument("--max-minutes", type=float,
+                        help=f"stop after the last epoch that fits (exit {INCOMPLETE}); the same command resumes")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs of background jobs)")
+    return parser
 
 LossFn = Callable[[nn.Module, tuple], dict[str, torch.Tensor]]
 

@@ -23,7 +23,6 @@ iterations), measured times in README; ``quick`` — seconds, proves the code pa
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import re
 import time
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ... import data
-from ...train import (INCOMPLETE, TrainConfig, TrainedModel, manifest_protocol, progress_of, quietly, seed_everything,
+from ...train import (INCOMPLETE, cli_parser, TrainConfig, TrainedModel, manifest_protocol, progress_of, quietly, seed_everything,
                       train, trained_model)
 from .loss import Stage1Loss, Stage2Loss, freeze_for_stage2
 from .model import AMFE, PAPER, AMFEStage1, load_checkpoint
@@ -328,15 +327,7 @@ def ensure_models(profile: str, protocol: str | None = None, device: str = "cpu"
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m fusion_core.papers.{PAPER}.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="quick")
-    parser.add_argument("--variant", choices=sorted(VARIANTS), default="base")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, help="torch CPU threads (1 for a job sharing the CPU)")
-    parser.add_argument("--max-minutes", type=float, help="stop after the last epoch that fits; rerun to resume")
+    parser = cli_parser(PAPER, __doc__, PROTOCOLS, VARIANTS, CHECKPOINT_DIR)
     parser.add_argument("--stage1-only", action="store_true", help="train the stage-1 auto-encoder only (Fig. 5)")
     parser.add_argument("--write-splits", action="store_true", help="rewrite splits/*.txt and exit")
     args = parser.parse_args(argv)
@@ -346,7 +337,7 @@ def main(argv=None) -> int:
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
-    checkpoint, _ = train_model(args.protocol, args.seed, args.out, args.variant, args.device,
+    checkpoint, _ = train_model(args.protocol, args.seed, args.out, args.variant, args.device, not args.no_progress,
                                 max_minutes=args.max_minutes, stage1_only=args.stage1_only)
     done, total = progress_of(checkpoint)
     stage2 = checkpoint.name == f"{checkpoint_name(args.protocol, args.variant, args.seed)}.pt"

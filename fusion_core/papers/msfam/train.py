@@ -34,7 +34,6 @@ quick    64×80      2      1 epoch × 8 images     1 epoch     1 epoch      sec
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -50,7 +49,7 @@ import torch.nn.functional as F
 
 from ... import data, methods
 from ...io import sha256_file, write_csv, write_json
-from ...train import (INCOMPLETE, TrainConfig, TrainedModel, progress_of, publish_fp16, quietly, seed_everything,
+from ...train import (INCOMPLETE, cli_parser, TrainConfig, TrainedModel, progress_of, publish_fp16, quietly, seed_everything,
                       train, trained_model, weights_state)
 from ...train import first_seeds as _first_seeds
 from .loss import FusionLoss, NestFuseLoss, ReconstructionLoss, SCPretrainLoss
@@ -516,16 +515,7 @@ def first_seeds(models: Sequence[TrainedModel], repeats: int | None) -> list[Tra
 # --------------------------------------------------------------------------- command line
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m fusion_core.papers.{PAPER}.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="quick")
-    parser.add_argument("--variant", choices=list(VARIANTS), default="base")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, help="torch CPU threads (1 for a job sharing the CPU)")
-    parser.add_argument("--max-minutes", type=float, help=f"stop when spent (exit {INCOMPLETE}); rerun to resume")
-    parser.add_argument("--no-progress", action="store_true")
+    parser = cli_parser(PAPER, __doc__, PROTOCOLS, VARIANTS, CHECKPOINT_DIR)
     parser.add_argument("--publish-fp16", action="store_true", help="after training, store the committed weights "
                         "(MSFAM: ..._best.pt, NestFuse: NAME.pt) in float16 (tree-size limit)")
     args = parser.parse_args(argv)

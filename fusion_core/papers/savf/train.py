@@ -28,7 +28,6 @@ the same command to resume (exit code 75 while unfinished).
 """
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ import torch.nn.functional as F
 
 from ... import data
 from ...io import sha256_file
-from ...train import (INCOMPLETE, TrainConfig, TrainedModel, manifest_protocol, progress_of, quietly, seed_everything,
+from ...train import (INCOMPLETE, cli_parser, TrainConfig, TrainedModel, manifest_protocol, progress_of, quietly, seed_everything,
                       train, trained_model)
 from .loss import AttentionLoss, EnhanceLoss, MainLoss, relu2_2
 from .model import PAPER, AttentionNet, EnhanceStage, SAVFNet, load_backbone_weights
@@ -310,18 +309,9 @@ def stage_history(model: TrainedModel, stage: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------- command line
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m fusion_core.papers.{PAPER}.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="quick")
-    parser.add_argument("--variant", choices=VARIANTS, default="base", help="base = OURS+ (savf), noatt = OURS")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, help="torch CPU threads (1 for a job sharing the CPU)")
-    parser.add_argument("--max-minutes", type=float, help="stop after the last epoch that fits; rerun to resume")
+    parser = cli_parser(PAPER, __doc__, PROTOCOLS, VARIANTS, CHECKPOINT_DIR, "base = OURS+ (savf), noatt = OURS")
     parser.add_argument("--backbone-weights", type=Path, help="local torchvision VGG state_dict (ImageNet); "
                         "default: the backbone is trained by us in the enhancement stage")
-    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
