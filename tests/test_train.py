@@ -326,3 +326,25 @@ def test_delta_publication_keeps_only_the_changed_tensors_and_loads_the_full_wei
     files["base"].unlink()
     with pytest.raises(data.DataError, match=r"row\.pt: holds only what differs from base\.pt"):
         load_checkpoint(files["row"])
+
+
+def test_the_shared_train_cli_parses_the_common_options_and_each_paper_adds_its_own(capsys):
+    import importlib
+    from pathlib import Path
+
+    from fusion_core.train import cli_parser
+
+    parser = cli_parser("demo", "doc", {"quick": 1, "reduced": 2}, ("base", "other"), Path("checkpoints/demo"))
+    args = parser.parse_args([])
+    assert (args.protocol, args.variant, args.seed, args.out, args.threads, args.max_minutes, args.no_progress) == (
+        "quick", "base", 0, Path("checkpoints/demo"), None, None, False)
+    args = parser.parse_args(["--protocol", "reduced", "--variant", "other", "--max-minutes", "9", "--no-progress"])
+    assert (args.protocol, args.variant, args.max_minutes, args.no_progress) == ("reduced", "other", 9.0, True)
+    with pytest.raises(SystemExit) as bad:
+        parser.parse_args(["--variant", "nope"])
+    assert bad.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
+    for paper, own in (("amfe", "--stage1-only"), ("msfam", "--publish-fp16"), ("savf", "--backbone-weights")):
+        with pytest.raises(SystemExit) as shown:
+            importlib.import_module(f"fusion_core.papers.{paper}.train").main(["--help"])
+        text = capsys.readouterr().out
+        assert shown.value.code == 0 and "--max-minutes" in text and "--no-progress" in text and own in text, paper
