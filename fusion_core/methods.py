@@ -42,6 +42,7 @@ class DefaultWeights(NamedTuple):
 
     path: Path
     reason: str
+    obtain: str = ""  # how to get the file where a checkout does not have it (e.g. not committed: tree-size limit)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,9 @@ def resolve_weights(name: str, weights=None) -> tuple[object, str | None]:
     if info.default_weights is None:
         return None, None
     default = info.default_weights()
+    if not default.path.exists():
+        raise FileNotFoundError(f"{default.path}: method '{name}' got no --weights and its default weights are not in "
+                                f"this checkout" + (f"; {default.obtain}" if default.obtain else ""))
     return default.path, f"weights {default.path} (default: {default.reason})"
 
 
@@ -163,6 +167,9 @@ def method_table() -> str:
             default = info.default_weights()
             weights = default.path.name if default.path.suffix else "authors' released"
             reasons.append(f"  {name}: {default.path} — {default.reason}")
+            if not default.path.exists():
+                weights = f"none here ({weights} not committed)"
+                reasons[-1] += f"; NOT in this checkout: {default.obtain or 'pass --weights'}"
         speed = f"{seconds[name]:.2f}" if name in seconds else "not measured"
         rows.append((name, info.kind, info.paper, weights, ", ".join(info.rules) or "-", info.colour, speed))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

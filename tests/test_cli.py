@@ -256,3 +256,21 @@ def test_threaded_box_filter_gives_one_threads_values():
         assert torch.equal(box_filter(x, 7), one)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_default_checkpoint_missing_from_the_checkout_is_one_clear_error_and_marked_in_methods(tmp_path, monkeypatch):
+    import dataclasses
+
+    from fusion_core import methods
+
+    info = methods.method_info("res2netfuse")
+    missing = tmp_path / "gone_seed0.pt"
+    fake = dataclasses.replace(info, default_weights=lambda: methods.DefaultWeights(
+        missing, "a test default", "train it with `make something`"))
+    monkeypatch.setitem(methods._INFO, "res2netfuse", fake)
+    with pytest.raises(FileNotFoundError) as error:
+        methods.resolve_weights("res2netfuse")
+    assert str(missing) in str(error.value) and "no --weights" in str(error.value) and "make something" in str(error.value)
+    assert methods.resolve_weights("res2netfuse", tmp_path / "mine.pt")[0] == tmp_path / "mine.pt"  # --weights wins
+    table = methods.method_table()
+    assert "none here (gone_seed0.pt not committed)" in table and "NOT in this checkout: train it with" in table
