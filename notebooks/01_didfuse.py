@@ -54,29 +54,16 @@ fig5_boxes = [  # per scene: (top, left, height, width, inset corner) as fractio
 # %%
 import matplotlib
 matplotlib.use("Agg")
-import cv2
 import matplotlib.pyplot as plt
-import torch
 
 from fusion_core import checks, io, report
 from fusion_core.papers.didfuse import experiment as exp
-from fusion_core.papers.didfuse import train
 from fusion_core.papers.didfuse.model import load_checkpoint
 
-torch.set_num_threads(threads)
-cv2.setNumThreads(threads)
-out = report.results_dir(exp.PAPER, profile)
-reported = report.load_reported(exp.PAPER)
-substitutes = exp.substitutes(profile, protocol)
-training = exp.training_label(profile, protocol)
-print("substitutes:")
-for s in substitutes:
-    print(" -", s)
+out, reported, substitutes, training = exp.setup(profile, protocol, threads)
 
 # %% tags=["nbval-check-output"]
-models = train.ensure_models(profile, ["base"], repeats=repeats, protocol=protocol, device=device)
-run = {**exp.profile_line(profile, models, device, protocol), "substitutes": "; ".join(substitutes)}
-print("trained models:", [m.key for m in models])
+models, run = exp.trained_models(profile, ["base"], repeats, protocol, device, substitutes)
 
 # %% [markdown]
 # ## Fig. 3 — loss curves

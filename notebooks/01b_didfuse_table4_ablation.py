@@ -43,28 +43,16 @@ protocol = None  # checkpoints: "reduced" (committed CPU models; eval default) |
 # %%
 import matplotlib
 matplotlib.use("Agg")
-import cv2
 import matplotlib.pyplot as plt
-import torch
 
 from fusion_core import checks, io, report
 from fusion_core.papers.didfuse import experiment as exp
 from fusion_core.papers.didfuse import train
 
-torch.set_num_threads(threads)
-cv2.setNumThreads(threads)
-out = report.results_dir(exp.PAPER, profile)
-reported = report.load_reported(exp.PAPER)
-substitutes = exp.substitutes(profile, protocol)
-training = exp.training_label(profile, protocol)
-print("substitutes:")
-for s in substitutes:
-    print(" -", s)
+out, reported, substitutes, training = exp.setup(profile, protocol, threads)
 
 # %% tags=["nbval-check-output"]
-models = train.ensure_models(profile, train.VARIANTS, repeats=repeats, protocol=protocol, device=device)
-run = {**exp.profile_line(profile, models, device, protocol), "substitutes": "; ".join(substitutes)}
-print("trained models:", [m.key for m in models])
+models, run = exp.trained_models(profile, train.VARIANTS, repeats, protocol, device, substitutes)
 
 # %% tags=["nbval-check-output"]
 result = exp.raw_results(exp.model_sources(models, device), [exp.VAL], list(exp.READINGS.values()), profile, out, verify)

@@ -43,7 +43,7 @@ from ...rules import get_rule
 from ...train import TrainedModel
 from . import sources as src
 from .model import AUTHORS_RULE, TABLE3_RULES, DIDFuse, load_checkpoint
-from .train import PROTOCOLS, VARIANTS, discover, plan, protocol_name, variant_name
+from .train import PROTOCOLS, VARIANTS, discover, ensure_models, plan, protocol_name, variant_name
 
 PAPER = "didfuse"
 METRICS = ["EN", "SD", "SF", "VIF", "AG", "SCD"]  # Table V order; larger is better for all six
@@ -107,6 +107,32 @@ def substitutes(profile: str, protocol: str | None = None) -> list[str]:
                       "24, Adam 1e-3)",
              "quick": "quick smoke models: 2 epochs, 4 pairs, 32x32 crops (numbers mean nothing)"}[plan(profile, protocol).protocol]
     return [first, *SUBSTITUTES[1:]]
+
+
+def setup(profile: str, protocol: str | None, threads: int) -> tuple[Path, pd.DataFrame, list[str], str]:
+    """The first code cell of notebooks 01–01c: torch and OpenCV threads, the results folder, the paper's numbers,
+    the substitutes (printed) and the training label of the captions. Returns (out, reported, substitutes,
+    training)."""
+    import cv2
+
+    from ... import report
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    lines = substitutes(profile, protocol)
+    print("substitutes:")
+    for line in lines:
+        print(" -", line)
+    return results_dir(PAPER, profile), report.load_reported(PAPER), lines, training_label(profile, protocol)
+
+
+def trained_models(profile: str, variants: Sequence[str], repeats: int | None, protocol: str | None, device: str,
+                   substitutes: Sequence[str]) -> tuple[list[TrainedModel], dict]:
+    """The models a notebook evaluates (:func:`train.ensure_models`) and the run line of its tables; prints their
+    keys (an nbval-guarded line)."""
+    models = ensure_models(profile, list(variants), repeats=repeats, protocol=protocol, device=device)
+    print("trained models:", [m.key for m in models])
+    return models, {**profile_line(profile, models, device, protocol), "substitutes": "; ".join(substitutes)}
 
 
 # --------------------------------------------------------------------------- sets, sources, raw rows
