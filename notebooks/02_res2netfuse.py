@@ -39,19 +39,11 @@ fig5_pairs = 4  # Fig. 5: the first N test pairs
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import torch
 
 from fusion_core import checks, data, io, report
 from fusion_core.papers.res2netfuse import experiment as exp
-from fusion_core.papers.res2netfuse import train
 
-torch.set_num_threads(threads)
-out = report.results_dir(exp.PAPER, profile)
-models = train.ensure_models(profile, repeats=repeats, device=device)
-run = exp.profile_line(profile, models, device)
-print("substitutes:")
-for s in exp.SUBSTITUTES:
-    print(" -", s)
+out, models, run = exp.setup(profile, threads, repeats, device)
 
 # %% [markdown]
 # ## Table I — the network, read off the instantiated module (89,617 parameters)
