@@ -21,7 +21,8 @@ repeats = None  # trainings per row (None: every complete committed one)
 device = "cpu"  # "cuda" on a GPU
 threads = 1  # torch CPU threads (1 keeps a shared 2-core CPU from thrashing)
 protocol = None  # checkpoints: "reduced" (committed CPU models; eval default) | "paper" (GPU recipe; full default)
-rows = ["base", "noatt", "nocam", "noglobal", "noenhance", "nolateral", "ssimonly", "noperceptual", "noedge", "edgebce"]
+rows = ["base", "noatt", "nocam", "noglobal", "noenhance", "nolateral", "ssimonly", "noperceptual", "noedge", "edgebce",
+        "rerun"]
 
 # %% [markdown]
 # # 05a — SAVF ablations: OURS vs OURS+, ± CAM, and the spec's extension rows
@@ -98,6 +99,24 @@ if raw is not None and len(raw.rows):
             plt.close(fig)
 else:
     print("no row has a checkpoint: nothing to measure (see the owed commands above)")
+
+# %% [markdown]
+# ## Each row against OURS+, pair by pair, and the seed noise
+# Both test sets together (43 pairs in `eval`): the mean paired difference row − OURS+ per metric, its std over the
+# pairs, Cohen's d_z and the pairs where the row is above. **`rerun`** is OURS+'s main stage trained again with the
+# next seed on the same frozen columns: its difference to OURS+ is pure seed noise, and `beyond_noise` says whether a
+# row's |mean difference| exceeds it. One re-run is a rough floor, not a significance test.
+
+# %%
+if raw is not None and len(raw.rows):
+    effects = ablation.paired_effects(raw.rows, exp.METRICS)
+    report.write_table(effects, out, "ablation_paired", "SAVF ablations: row − OURS+ per pair over both test sets "
+                       "(mean, std, d_z, pairs above), against the seed noise of OURS+ re-run",
+                       {"profile": profile, "protocol": used_protocol, "seed": seed})
+    shown = effects.pivot(index="label", columns="metric", values="mean_diff")[exp.METRICS]
+    print(shown.reindex([r.label for k, r in ablation.ROWS.items() if r.label in shown.index]).round(3).to_string())
+    print("cells beyond the re-run noise, per row:",
+          effects.groupby("row", sort=False)["beyond_noise"].apply(lambda b: f"{int(b.sum())}/{int(b.notna().sum())}").to_dict())
 
 # %% tags=["nbval-check-output"]
 if raw is not None:

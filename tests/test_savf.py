@@ -318,6 +318,7 @@ def test_ablation_rows_label_the_extensions_and_need_the_ours_plus_columns(tmp_p
 
     assert [r.status for r in ablation.ROWS.values()].count(ablation.EXTENSION) == 7
     assert ablation.ROWS["nocam"].status == ablation.MENTIONED
+    assert ablation.ROWS["rerun"].status == ablation.NOISE and ablation.ROWS["rerun"].seed_offset == 1
     with pytest.raises(FileNotFoundError, match="train it first"):
         ablation.train_row("nocam", "quick", 0, tmp_path, progress=False)
     with pytest.raises(ValueError, match="not one of"):
@@ -341,3 +342,23 @@ def test_an_ablation_row_trains_its_main_network_on_the_frozen_ours_plus_columns
     manifest = json.loads(row.with_suffix(".json").read_text())
     assert manifest["loss"]["w_edge"] == 0.0 and manifest["loss"]["w_perceptual"] == 1.0
     assert [m.key for m in ablation.discover("quick", ("base", "noatt", "noedge"), out=tmp_path)] == ["base_seed0", "noedge_seed0"]
+
+
+def test_paired_effects_measure_each_row_against_ours_plus_and_the_rerun_noise():
+    import pandas as pd
+
+    from fusion_core.papers.savf import ablation
+
+    stems = ["1", "2", "3", "4"]
+    base = [1.0, 2.0, 3.0, 4.0]
+    frames = [pd.DataFrame({"source": f"{row}_seed0", "role": "test_tno", "stem": stems,
+                            "EN": [b + shift + k * jitter for k, b in enumerate(base)]})
+              for row, shift, jitter in (("base", 0.0, 0.0), ("nocam", 0.5, 0.1), ("rerun", -0.1, 0.0),
+                                         ("noedge", 0.05, 0.0))]
+    effects = ablation.paired_effects(pd.concat(frames), ["EN"]).set_index("row")
+    assert effects.loc["nocam", "mean_diff"] == pytest.approx(0.65)  # 0.5 + mean(0, .1, .2, .3)
+    assert effects.loc["nocam", "pairs_above"] == 4 and effects.loc["nocam", "pairs"] == 4
+    assert effects.loc["nocam", "d_z"] == pytest.approx(0.65 / pd.Series([0.5, 0.6, 0.7, 0.8]).std())
+    assert effects.loc["nocam", "noise"] == pytest.approx(-0.1)
+    assert bool(effects.loc["nocam", "beyond_noise"]) and not bool(effects.loc["noedge", "beyond_noise"])
+    assert "base" not in effects.index and list(effects.index) == ["nocam", "noedge", "rerun"]  # ROWS order

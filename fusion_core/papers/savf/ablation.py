@@ -30,6 +30,7 @@ from .model import PAPER, SAVFNet, load_checkpoint
 from .train import CHECKPOINT_DIR, METHOD_OF_VARIANT, PROTOCOLS, QUICK_DIR, _config, _done, checkpoint_name, pair_set
 
 PAPER_ROW, MENTIONED, EXTENSION = "paper", "paper mentions, reports nothing", "not in paper"
+NOISE = "noise floor (not in paper)"
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Row:
     change: str
     model: dict = field(default_factory=dict)
     loss: dict = field(default_factory=dict)
+    seed_offset: int = 0  # the main stage trains with seed + offset (the columns stay those of ``seed``)
 
 
 ROWS = {
@@ -58,6 +60,8 @@ ROWS = {
     "noperceptual": Row("OURS+ −L_Perceptual", EXTENSION, "main loss without L_Perceptual", loss={"w_perceptual": 0.0}),
     "noedge": Row("OURS+ −L_Edge", EXTENSION, "main loss without L_Edge", loss={"w_edge": 0.0}),
     "edgebce": Row("OURS+ Edge-BCE", EXTENSION, "L_Edge as BCE of the Laplacian responses", loss={"edge": "bce"}),
+    "rerun": Row("OURS+ re-run", NOISE, "nothing: OURS+'s main stage trained again with seed + 1 on the same frozen "
+                 "columns (the seed noise every row's difference is measured against)", seed_offset=1),
 }
 TRAINED = tuple(name for name in ROWS if name not in ("base", "noatt"))  # the rows this module trains
 
@@ -95,7 +99,7 @@ def train_row(row: str, protocol: str = "reduced", seed: int = 0, out: str | Pat
         raise FileNotFoundError(f"{columns}: the ablation rows take their frozen sub-task columns from this OURS+ "
                                 f"checkpoint; train it first: {command('base', protocol, seed)}")
     plus = load_checkpoint(columns, "cpu", expect="SAVFNet")
-    seed_everything(seed)
+    seed_everything(seed + spec.seed_offset)
     model = SAVFNet(attention=True, backbone_source=plus.config["backbone_source"], **recipe.model, **spec.model)
     for part in ("backbone", "enhance", "attention"):
         getattr(model, part).load_state_dict(getattr(plus, part).state_dict())
@@ -104,7 +108,7 @@ def train_row(row: str, protocol: str = "reduced", seed: int = 0, out: str | Pat
     stage = recipe.main
     checkpoint = checkpoint_path(protocol, row, seed, out)
     history = train(model, loss, pair_set("main_train", stage.size, stage.limit, augment=recipe.augment),
-                    _config(stage, seed, device, protocol), checkpoint=checkpoint, progress=progress, log=None,
+                    _config(stage, seed + spec.seed_offset, device, protocol), checkpoint=checkpoint, progress=progress, log=None,
                     max_seconds=None if max_minutes is None else 60.0 * max_minutes)
     return checkpoint, history
 
@@ -160,6 +164,33 @@ def table(rows: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     wide.insert(3, "status", wide["row"].map(lambda r: ROWS[r].status))
     order = {name: k for k, name in enumerate(ROWS)}
     return wide.sort_values(["role", "row"], key=lambda s: s.map(order) if s.name == "row" else s).reset_index(drop=True)
+
+
+def paired_effects(rows: pd.DataFrame, metrics: Sequence[str], reference: str = "base") -> pd.DataFrame:
+    """Each row against OURS+ on the same pairs (both test sets together): per metric the mean paired difference
+    (row − OURS+), its standard deviation over the pairs, Cohen's d_z (mean / std) and how many pairs the row is
+    above OURS+; ``noise`` = the same mean difference of the ``rerun`` row (OURS+ trained again with another seed),
+    and ``beyond_noise`` whether |mean| exceeds |noise| (one re-run: a rough floor, not a test)."""
+    frame = rows.assign(row=rows["source"].str.replace(r"_seed\d+$", "", regex=True))
+    keys = ["role", "stem"]
+    base = frame[frame["row"] == reference].set_index(keys)[list(metrics)]
+    records = []
+    for name in [r for r in ROWS if r != reference and r in set(frame["row"])]:
+        other = frame[frame["row"] == name].set_index(keys)[list(metrics)]
+        delta = (other - base.reindex(other.index)).dropna(how="all")
+        for metric in metrics:
+            d = delta[metric].dropna()
+            std = float(d.std(ddof=1)) if len(d) > 1 else float("nan")
+            records.append({"row": name, "label": ROWS[name].label, "metric": metric, "pairs": len(d),
+                            "mean_diff": float(d.mean()), "std_diff": std,
+                            "d_z": float(d.mean()) / std if std > 0 else float("nan"),
+                            "pairs_above": int((d > 0).sum())})
+    table = pd.DataFrame(records, columns=["row", "label", "metric", "pairs", "mean_diff", "std_diff", "d_z",
+                                           "pairs_above"])
+    noise = table[table["row"] == "rerun"].set_index("metric")["mean_diff"]
+    table["noise"] = table["metric"].map(noise)
+    table["beyond_noise"] = (table["mean_diff"].abs() > table["noise"].abs()).where(table["noise"].notna())
+    return table
 
 
 def status_table(models: Sequence[TrainedModel], protocol: str, seed: int = 0) -> pd.DataFrame:
