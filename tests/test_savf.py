@@ -316,7 +316,8 @@ def test_main_network_ablation_switches_remove_exactly_their_parameters():
 def test_ablation_rows_label_the_extensions_and_need_the_ours_plus_columns(tmp_path):
     from fusion_core.papers.savf import ablation
 
-    assert [r.status for r in ablation.ROWS.values()].count(ablation.EXTENSION) == 7
+    assert [r.status for r in ablation.ROWS.values()].count(ablation.EXTENSION) == 8
+    assert ablation.ROWS["attbce"].attention_bce == 1.0 and not ablation.ROWS["attbce"].model
     assert ablation.ROWS["nocam"].status == ablation.MENTIONED
     assert ablation.ROWS["rerun"].status == ablation.NOISE and ablation.ROWS["rerun"].seed_offset == 1
     with pytest.raises(FileNotFoundError, match="train it first"):

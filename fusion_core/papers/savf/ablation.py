@@ -25,8 +25,8 @@ import pandas as pd
 import torch
 
 from ...train import TrainedModel, manifest_protocol, quietly, seed_everything, train, trained_model
-from .loss import MainLoss, relu2_2
-from .model import PAPER, SAVFNet, load_checkpoint
+from .loss import AttentionLoss, MainLoss, relu2_2
+from .model import PAPER, AttentionNet, SAVFNet, load_checkpoint
 from .train import CHECKPOINT_DIR, METHOD_OF_VARIANT, PROTOCOLS, QUICK_DIR, _config, _done, checkpoint_name, pair_set
 
 PAPER_ROW, MENTIONED, EXTENSION = "paper", "paper mentions, reports nothing", "not in paper"
@@ -43,6 +43,7 @@ class Row:
     model: dict = field(default_factory=dict)
     loss: dict = field(default_factory=dict)
     seed_offset: int = 0  # the main stage trains with seed + offset (the columns stay those of ``seed``)
+    attention_bce: float = 0.0  # > 0: sub-task 1 is retrained first, with this weight on BCE(F_S, G) (spec att_bce)
 
 
 ROWS = {
@@ -60,6 +61,8 @@ ROWS = {
     "noperceptual": Row("OURS+ −L_Perceptual", EXTENSION, "main loss without L_Perceptual", loss={"w_perceptual": 0.0}),
     "noedge": Row("OURS+ −L_Edge", EXTENSION, "main loss without L_Edge", loss={"w_edge": 0.0}),
     "edgebce": Row("OURS+ Edge-BCE", EXTENSION, "L_Edge as BCE of the Laplacian responses", loss={"edge": "bce"}),
+    "attbce": Row("OURS+ BCE attention", EXTENSION, "sub-task 1 retrained with L_f + BCE(F_S, G) (spec flag att_bce, "
+                  "weight 1) on OURS+'s backbone, then the main stage on it", attention_bce=1.0),
     "rerun": Row("OURS+ re-run", NOISE, "nothing: OURS+'s main stage trained again with seed + 1 on the same frozen "
                  "columns (the seed noise every row's difference is measured against)", seed_offset=1),
 }
@@ -99,18 +102,49 @@ def train_row(row: str, protocol: str = "reduced", seed: int = 0, out: str | Pat
         raise FileNotFoundError(f"{columns}: the ablation rows take their frozen sub-task columns from this OURS+ "
                                 f"checkpoint; train it first: {command('base', protocol, seed)}")
     plus = load_checkpoint(columns, "cpu", expect="SAVFNet")
+    deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
+    attention = plus.attention
+    if spec.attention_bce:
+        attention, checkpoint, history = _train_attention(row, spec, protocol, seed, out, device, progress, deadline,
+                                                          plus)
+        if not _done(checkpoint):
+            return checkpoint, history
     seed_everything(seed + spec.seed_offset)
     model = SAVFNet(attention=True, backbone_source=plus.config["backbone_source"], **recipe.model, **spec.model)
-    for part in ("backbone", "enhance", "attention"):
+    for part in ("backbone", "enhance"):
         getattr(model, part).load_state_dict(getattr(plus, part).state_dict())
+    model.attention.load_state_dict(attention.state_dict())
     loss_settings = {"edge": recipe.edge, **spec.loss}
     loss = MainLoss(relu2_2(model.backbone), recipe.main_ref, **loss_settings)
     stage = recipe.main
     checkpoint = checkpoint_path(protocol, row, seed, out)
     history = train(model, loss, pair_set("main_train", stage.size, stage.limit, augment=recipe.augment),
                     _config(stage, seed + spec.seed_offset, device, protocol), checkpoint=checkpoint, progress=progress, log=None,
-                    max_seconds=None if max_minutes is None else 60.0 * max_minutes)
+                    max_seconds=None if deadline is None else max(1.0, deadline - time.monotonic()))
     return checkpoint, history
+
+
+def attention_checkpoint(protocol: str, row: str, seed: int, out: str | Path | None = None) -> Path:
+    """The retrained sub-task 1 of a row with ``attention_bce``: ``savf_<protocol>_<row>_attention_seed<S>.pt``."""
+    return checkpoint_path(protocol, row, seed, out).with_name(f"{PAPER}_{protocol}_{row}_attention_seed{seed}.pt")
+
+
+def _train_attention(row: str, spec: Row, protocol: str, seed: int, out, device: str, progress: bool,
+                     deadline: float | None, plus: SAVFNet):
+    """Sub-task 1 as ``train.train_attention`` trains it (same data, stage, seed), with OURS+'s backbone and
+    ``spec.attention_bce``·BCE added to its loss; returns (net, checkpoint, history)."""
+    recipe = PROTOCOLS[protocol]
+    seed_everything(seed)
+    net = AttentionNet(**recipe.model)
+    net.backbone.load_state_dict(plus.backbone.state_dict())
+    loss = AttentionLoss(relu2_2(net.backbone), w_bce=spec.attention_bce, edge=recipe.edge)
+    stage = recipe.attention
+    checkpoint = attention_checkpoint(protocol, row, seed, out)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    history = train(net, loss, pair_set("attention_train", stage.size, stage.limit, masks=True, augment=recipe.augment),
+                    _config(stage, seed, device, protocol), checkpoint=checkpoint, progress=progress, log=None,
+                    max_seconds=None if deadline is None else max(1.0, deadline - time.monotonic()))
+    return net, checkpoint, history
 
 
 def discover(protocol: str, rows: Sequence[str] = tuple(ROWS), seeds: Sequence[int] = (0,),

@@ -295,14 +295,15 @@ def target_contrast(image: torch.Tensor, label: torch.Tensor) -> float:
     return float(image[inside].mean() - image[~inside].mean())
 
 
-def contrast_table(models: Sequence[TrainedModel], profile: str, device: str = "cpu") -> pd.DataFrame:
+def contrast_table(models: Sequence[TrainedModel], profile: str, device: str = "cpu",
+                   labels: dict[str, str] | None = None) -> pd.DataFrame:
     """Target contrast (:func:`target_contrast`) of IR, VIS, OURS and OURS+ on the held-out ``tno_masks20`` pairs
     (none of them trained the attention net; the main net trained on roadscene221). Native resolution; quick: the
-    first two pairs resized to 64²."""
-    from .train import METHOD_OF_VARIANT
-
+    first two pairs resized to 64². ``labels``: the image name of each model variant (default: base → OURS+,
+    noatt → OURS; an ablation row passes its own)."""
+    names = {"base": "OURS+", "noatt": "OURS", **(labels or {})}
     pairs = data.load_split(PAPER, "attention_test")[:2 if profile == "quick" else None]
-    nets = {METHOD_OF_VARIANT[m.variant]: load_checkpoint(m.path, device, expect="SAVFNet") for m in models}
+    nets = {names[m.variant]: load_checkpoint(m.path, device, expect="SAVFNet") for m in models}
     rows = []
     for pair in pairs:
         images, label = data.load_pair(pair), read_mask(pair)
@@ -311,8 +312,8 @@ def contrast_table(models: Sequence[TrainedModel], profile: str, device: str = "
             ir, vis, label = resize(ir, 64), resize(vis, 64), resize(label, 64, "nearest")
         shown = {"IR": ir, "VIS": vis}
         with torch.inference_mode():
-            for method, net in nets.items():
-                shown["OURS+" if method == "savf" else "OURS"] = net.fuse(ir.to(device), vis.to(device)).clamp(0, 1).cpu()
+            for name, net in nets.items():
+                shown[name] = net.fuse(ir.to(device), vis.to(device)).clamp(0, 1).cpu()
         rows += [{"pair": pair.name, "image": name, "target_contrast": target_contrast(img, label)}
                  for name, img in shown.items()]
     return pd.DataFrame(rows)
