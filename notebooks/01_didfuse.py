@@ -60,7 +60,8 @@ from fusion_core import checks, io, report
 from fusion_core.papers.didfuse import experiment as exp
 from fusion_core.papers.didfuse.model import load_checkpoint
 
-out, reported, substitutes, training = exp.setup(profile, protocol, threads)
+out = report.results_dir(exp.PAPER, profile)  # here, not in a helper: it reads this notebook's parameters
+reported, substitutes, training = exp.setup(profile, protocol, threads)
 
 # %% tags=["nbval-check-output"]
 models, run = exp.trained_models(profile, ["base"], repeats, protocol, device, substitutes)

@@ -43,7 +43,8 @@ import matplotlib.pyplot as plt
 from fusion_core import checks, data, io, report
 from fusion_core.papers.res2netfuse import experiment as exp
 
-out, models, run = exp.setup(profile, threads, repeats, device)
+out = report.results_dir(exp.PAPER, profile)  # here, not in a helper: it reads this notebook's parameters
+models, run = exp.setup(profile, threads, repeats, device)
 
 # %% [markdown]
 # ## Table I — the network, read off the instantiated module (89,617 parameters)

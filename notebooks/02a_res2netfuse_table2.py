@@ -40,7 +40,8 @@ import matplotlib.pyplot as plt
 from fusion_core import checks, data, io, report
 from fusion_core.papers.res2netfuse import experiment as exp
 
-out, models, run = exp.setup(profile, threads, repeats, device)
+out = report.results_dir(exp.PAPER, profile)  # here, not in a helper: it reads this notebook's parameters
+models, run = exp.setup(profile, threads, repeats, device)
 
 # %% tags=["nbval-check-output"]
 result = exp.raw_results(models, profile, out, verify, device)

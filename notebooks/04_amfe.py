@@ -47,7 +47,8 @@ from fusion_core.papers.amfe import experiment as exp
 from fusion_core.papers.amfe import train
 
 pd.set_option("display.width", 200)
-out, trained, run = exp.setup(profile, protocol, device, threads, variants=("base", "nogan"))
+out = report.results_dir(exp.PAPER, profile)  # here, not in a helper: it reads this notebook's parameters
+trained, run = exp.setup(profile, protocol, device, threads, variants=("base", "nogan"))
 models = [m for m in trained if m.variant == "base"]  # every table and figure but Figs. 5-6: the full model
 
 # %% [markdown]

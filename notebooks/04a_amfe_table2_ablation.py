@@ -46,7 +46,8 @@ from fusion_core import checks, report
 from fusion_core.papers.amfe import experiment as exp
 
 pd.set_option("display.width", 200)
-out, models, run = exp.setup(profile, protocol, device, threads, variants=("base", "woD", "woS"), test="tno25")
+out = report.results_dir(exp.PAPER, profile)  # here, not in a helper: it reads this notebook's parameters
+models, run = exp.setup(profile, protocol, device, threads, variants=("base", "woD", "woS"), test="tno25")
 
 # %% [markdown]
 # ## Table 2 — ours next to the paper

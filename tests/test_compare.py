@@ -171,7 +171,10 @@ def test_ctrl_c_then_rerun_resumes_and_recomputes_nothing_finished(data_root, tm
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     raw = out / "raw" / "tno40_first8_crop320x320"
     first, second = raw / "res2netfuse_l1.csv", raw / "cbf.csv"  # slowest first: res2netfuse, then cbf
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # A test suite started in the background (`make test &`, nohup) passes SIGINT's 'ignore' on to every child:
+    # give the command the default disposition a terminal's Ctrl-C would meet.
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (first.is_file() and engine.partial_path(second).is_file()) and time.time() < deadline:
         assert process.poll() is None, process.stdout.read()

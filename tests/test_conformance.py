@@ -89,6 +89,11 @@ def check_notebooks(paper: Paper, folder: Path = NOTEBOOKS) -> None:
         assert notebook.is_file() and script.is_file(), f"{notebook}: missing, or its paired script {script.name}"
         missing = [p for p in COMMON_PARAMETERS if p not in parameter_cell(notebook)]
         assert not missing, f"{notebook}: parameter cell lacks {missing} (common schema {list(COMMON_PARAMETERS)})"
+        # results_dir reads the parameters of the notebook that calls it (non-default ones go to build/params/, bad
+        # ones stop the run): called from a helper module instead, neither happens and the canonical folder is written
+        code = [c for c in json.loads(notebook.read_text())["cells"][1:] if c["cell_type"] == "code"]
+        calls = [c for c in code if "report.results_dir(" in "".join(c["source"])]
+        assert calls, f"{notebook}: no cell calls report.results_dir(...) itself (a helper cannot see the parameters)"
 
 
 def check_readme(paper: Paper) -> None:

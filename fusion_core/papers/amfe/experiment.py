@@ -190,19 +190,19 @@ def profile_line(profile: str, models: Sequence[TrainedModel], device: str, test
 
 
 def setup(profile: str, protocol: str | None, device: str, threads: int, variants: Sequence[str] = ("base",),
-          test: str = "table1") -> tuple[Path, list[TrainedModel], dict]:
-    """The first code cell of notebooks 04 and 04a: torch threads, the results folder, the models
-    (:func:`train.ensure_models`: quick trains ``variants``, eval reads every committed one of them) and the run
-    line of the tables; prints the substitutes. Returns (out, models, run)."""
+          test: str = "table1") -> tuple[list[TrainedModel], dict]:
+    """The first code cell of notebooks 04 and 04a (after ``out = report.results_dir(...)``, which must run in the
+    notebook itself: it reads the notebook's parameters): torch threads, the models (:func:`train.ensure_models`:
+    quick trains ``variants``, eval reads every committed one of them) and the run line of the tables; prints the
+    substitutes. Returns (models, run)."""
     from . import train
 
     torch.set_num_threads(threads)
-    out = report.results_dir(PAPER, profile)
     models = [m for m in train.ensure_models(profile, protocol, device, variants=variants) if m.variant in variants]
     print("substitutes:")
     for line in SUBSTITUTES:
         print(" -", line)
-    return out, models, profile_line(profile, models, device, test)
+    return models, profile_line(profile, models, device, test)
 
 
 def loss_history(model: TrainedModel) -> pd.DataFrame:

@@ -109,10 +109,10 @@ def substitutes(profile: str, protocol: str | None = None) -> list[str]:
     return [first, *SUBSTITUTES[1:]]
 
 
-def setup(profile: str, protocol: str | None, threads: int) -> tuple[Path, pd.DataFrame, list[str], str]:
-    """The first code cell of notebooks 01–01c: torch and OpenCV threads, the results folder, the paper's numbers,
-    the substitutes (printed) and the training label of the captions. Returns (out, reported, substitutes,
-    training)."""
+def setup(profile: str, protocol: str | None, threads: int) -> tuple[pd.DataFrame, list[str], str]:
+    """The first code cell of notebooks 01–01c (after ``out = report.results_dir(...)``, which must run in the
+    notebook itself: it reads the notebook's parameters): torch and OpenCV threads, the paper's numbers, the
+    substitutes (printed) and the training label of the captions. Returns (reported, substitutes, training)."""
     import cv2
 
     from ... import report
@@ -123,7 +123,7 @@ def setup(profile: str, protocol: str | None, threads: int) -> tuple[Path, pd.Da
     print("substitutes:")
     for line in lines:
         print(" -", line)
-    return results_dir(PAPER, profile), report.load_reported(PAPER), lines, training_label(profile, protocol)
+    return report.load_reported(PAPER), lines, training_label(profile, protocol)
 
 
 def trained_models(profile: str, variants: Sequence[str], repeats: int | None, protocol: str | None, device: str,

@@ -98,10 +98,10 @@ def profile_line(profile: str, models: Sequence[TrainedModel], device: str) -> d
             "test": "tno40 01-20 (TNO-20 substitute)" + (" (2 pairs, 128x128 crops)" if profile == "quick" else "")}
 
 
-def setup(profile: str, threads: int, repeats: int | None, device: str) -> tuple[Path, list[TrainedModel], dict]:
-    """The first code cell of notebooks 02–02b: torch threads, the results folder, the models
-    (:func:`train.ensure_models`) and the run line of the tables; prints the substitutes. Returns (out, models, run)."""
-    from ... import report
+def setup(profile: str, threads: int, repeats: int | None, device: str) -> tuple[list[TrainedModel], dict]:
+    """The first code cell of notebooks 02–02b (after ``out = report.results_dir(...)``, which must run in the
+    notebook itself: it reads the notebook's parameters): torch threads, the models (:func:`train.ensure_models`)
+    and the run line of the tables; prints the substitutes. Returns (models, run)."""
     from . import train
 
     torch.set_num_threads(threads)
@@ -109,7 +109,7 @@ def setup(profile: str, threads: int, repeats: int | None, device: str) -> tuple
     print("substitutes:")
     for line in SUBSTITUTES:
         print(" -", line)
-    return report.results_dir(PAPER, profile), models, profile_line(profile, models, device)
+    return models, profile_line(profile, models, device)
 
 
 def shown(models: Sequence[TrainedModel], seed: int) -> dict[str, TrainedModel]:
