@@ -98,6 +98,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default="unit,nbval", help="comma list of suites: unit, nbval, or none")
     parser.add_argument("--refuse", default="", help="comma list of papers whose eval re-fuse checks to run")
     parser.add_argument("--logs", default=str(ROOT / "build" / "portability"), help="where the logs go")
+    parser.add_argument("--keep-quick", action="store_true", help="reuse build/quick (default: cleared before each "
+                        "level, so the quick models the notebooks show are trained under that level, as on such a CPU)")
     args = parser.parse_args(argv)
     levels = [lv for lv in args.levels.split(",") if lv]
     unknown = [lv for lv in levels if lv not in LEVELS]
@@ -108,6 +110,8 @@ def main(argv=None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     failed, refused = [], []
     for level in levels:
+        if not args.keep_quick:
+            shutil.rmtree(ROOT / "build" / "quick", ignore_errors=True)  # a cache: every profile=quick run rebuilds it
         for suite in suites:
             rc, seconds, last = run(SUITES[suite], level_env(level, "quick" if suite == "nbval" else None), ROOT,
                                     logs / f"{suite}_{level}.log")
