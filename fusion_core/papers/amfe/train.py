@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from ... import data
-from ...train import (INCOMPLETE, cli_parser, TrainConfig, TrainedModel, manifest_protocol, progress_of, quietly, seed_everything,
-                      train, trained_model)
+from ...train import (INCOMPLETE, cli_parser, TrainConfig, TrainedModel, manifest_protocol, progress_of, quietly,
+                      seed_everything, train, trained_model)
 from .loss import Stage1Loss, Stage2Loss, freeze_for_stage2
 from .model import AMFE, PAPER, AMFEStage1, load_checkpoint
 
@@ -313,7 +313,7 @@ def ensure_models(profile: str, protocol: str | None = None, device: str = "cpu"
     variant found, possibly none); full: trains (or resumes) seed 0 of ``variants`` with ``protocol`` (default
     ``paper``) into checkpoints/amfe/."""
     if profile not in ("quick", "eval", "full"):
-        raise ValueError(f"profile '{profile}' is not one of quick, eval, full")
+        raise ValueError(f"unknown profile '{profile}' (quick, eval, full)")
     if profile == "eval":
         return discover(CHECKPOINT_DIR, protocol or "reduced")
     protocol, folder = ("quick", QUICK_DIR) if profile == "quick" else (protocol or "paper", CHECKPOINT_DIR)
@@ -323,7 +323,6 @@ def ensure_models(profile: str, protocol: str | None = None, device: str = "cpu"
             with quietly(progress):
                 train_model(protocol, 0, folder, variant, device=device, progress=progress)
     return discover(folder, protocol)
-    raise ValueError(f"unknown profile '{profile}' (quick, eval, full)")
 
 
 def main(argv=None) -> int:

@@ -49,8 +49,8 @@ import torch.nn.functional as F
 
 from ... import data, methods
 from ...io import sha256_file, write_csv, write_json
-from ...train import (INCOMPLETE, cli_parser, TrainConfig, TrainedModel, progress_of, publish_fp16, quietly, seed_everything,
-                      train, trained_model, weights_state)
+from ...train import (INCOMPLETE, cli_parser, TrainConfig, TrainedModel, progress_of, publish_fp16, quietly,
+                      seed_everything, train, trained_model, weights_state)
 from ...train import first_seeds as _first_seeds
 from .loss import FusionLoss, NestFuseLoss, ReconstructionLoss, SCPretrainLoss
 from .model import CHECKPOINT_DIR, MSFAM, PAPER, WIDTHS, NestFuse, SemanticConstraintNet, load_checkpoint

@@ -15,6 +15,7 @@ same command continues (exit 75 while unfinished).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,9 +26,10 @@ import pandas as pd
 import torch
 
 from ...train import TrainedModel, manifest_protocol, quietly, seed_everything, train, trained_model
-from .loss import AttentionLoss, MainLoss, relu2_2
-from .model import PAPER, AttentionNet, SAVFNet, load_checkpoint
-from .train import CHECKPOINT_DIR, METHOD_OF_VARIANT, PROTOCOLS, QUICK_DIR, _config, _done, checkpoint_name, pair_set
+from .loss import MainLoss, relu2_2
+from .model import PAPER, SAVFNet, load_checkpoint
+from .train import (CHECKPOINT_DIR, METHOD_OF_VARIANT, PROTOCOLS, QUICK_DIR, _config, _done, checkpoint_name,
+                    pair_set, train_attention)
 
 PAPER_ROW, MENTIONED, EXTENSION = "paper", "paper mentions, reports nothing", "not in paper"
 NOISE = "noise floor (not in paper)"
@@ -105,8 +107,11 @@ def train_row(row: str, protocol: str = "reduced", seed: int = 0, out: str | Pat
     deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
     attention = plus.attention
     if spec.attention_bce:
-        attention, checkpoint, history = _train_attention(row, spec, protocol, seed, out, device, progress, deadline,
-                                                          plus)
+        bce = dataclasses.replace(recipe, att_bce=spec.attention_bce)
+        target = attention_checkpoint(protocol, row, seed, out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        attention, checkpoint, history = train_attention(bce, protocol, seed, target.parent, device, progress, deadline,
+                                                         plus, target)
         if not _done(checkpoint):
             return checkpoint, history
     seed_everything(seed + spec.seed_offset)
@@ -127,24 +132,6 @@ def train_row(row: str, protocol: str = "reduced", seed: int = 0, out: str | Pat
 def attention_checkpoint(protocol: str, row: str, seed: int, out: str | Path | None = None) -> Path:
     """The retrained sub-task 1 of a row with ``attention_bce``: ``savf_<protocol>_<row>_attention_seed<S>.pt``."""
     return checkpoint_path(protocol, row, seed, out).with_name(f"{PAPER}_{protocol}_{row}_attention_seed{seed}.pt")
-
-
-def _train_attention(row: str, spec: Row, protocol: str, seed: int, out, device: str, progress: bool,
-                     deadline: float | None, plus: SAVFNet):
-    """Sub-task 1 as ``train.train_attention`` trains it (same data, stage, seed), with OURS+'s backbone and
-    ``spec.attention_bce``·BCE added to its loss; returns (net, checkpoint, history)."""
-    recipe = PROTOCOLS[protocol]
-    seed_everything(seed)
-    net = AttentionNet(**recipe.model)
-    net.backbone.load_state_dict(plus.backbone.state_dict())
-    loss = AttentionLoss(relu2_2(net.backbone), w_bce=spec.attention_bce, edge=recipe.edge)
-    stage = recipe.attention
-    checkpoint = attention_checkpoint(protocol, row, seed, out)
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    history = train(net, loss, pair_set("attention_train", stage.size, stage.limit, masks=True, augment=recipe.augment),
-                    _config(stage, seed, device, protocol), checkpoint=checkpoint, progress=progress, log=None,
-                    max_seconds=None if deadline is None else max(1.0, deadline - time.monotonic()))
-    return net, checkpoint, history
 
 
 def discover(protocol: str, rows: Sequence[str] = tuple(ROWS), seeds: Sequence[int] = (0,),

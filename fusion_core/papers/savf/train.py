@@ -40,8 +40,8 @@ import torch.nn.functional as F
 
 from ... import data
 from ...io import sha256_file
-from ...train import (INCOMPLETE, cli_parser, TrainConfig, TrainedModel, manifest_protocol, progress_of, quietly, seed_everything,
-                      train, trained_model)
+from ...train import (INCOMPLETE, cli_parser, TrainConfig, TrainedModel, manifest_protocol, progress_of, quietly,
+                      seed_everything, train, trained_model)
 from .loss import AttentionLoss, EnhanceLoss, MainLoss, relu2_2
 from .model import PAPER, AttentionNet, EnhanceStage, SAVFNet, load_backbone_weights
 
@@ -201,13 +201,16 @@ def train_enhance(recipe: Protocol, protocol: str, seed: int, out: Path, device:
 
 
 def train_attention(recipe: Protocol, protocol: str, seed: int, out: Path, device: str, progress: bool,
-                    deadline: float | None, enhance: EnhanceStage) -> tuple[AttentionNet, Path, pd.DataFrame]:
+                    deadline: float | None, enhance: EnhanceStage | SAVFNet,
+                    checkpoint: Path | None = None) -> tuple[AttentionNet, Path, pd.DataFrame]:
+    """Sub-task 1 on the masks, on ``enhance``'s trained backbone (an enhancement stage, or an OURS+ network whose
+    column an ablation row reuses); ``checkpoint``: default ``savf_<protocol>_attention_seed<S>.pt`` in ``out``."""
     seed_everything(seed)
     model = AttentionNet(**recipe.model)
     model.backbone.load_state_dict(enhance.backbone.state_dict())
     loss = AttentionLoss(relu2_2(model.backbone), w_bce=recipe.att_bce, edge=recipe.edge)
     stage = recipe.attention
-    checkpoint = out / checkpoint_name(protocol, "attention", seed)
+    checkpoint = checkpoint or out / checkpoint_name(protocol, "attention", seed)
     history = train(model, loss, pair_set("attention_train", stage.size, stage.limit, masks=True, augment=recipe.augment),
                     _config(stage, seed, device, protocol), checkpoint=checkpoint, progress=progress, log=None,
                     max_seconds=_left(deadline))
