@@ -350,8 +350,9 @@ def collect(sources: Sequence[Source], datasets: Sequence[DataSet], rules: Seque
             if compute and len(found) < len(wanted):
                 _compute(source, dataset, wanted, metrics=metrics, convention=convention, out=out, log=log)
             for rule in wanted:
-                frame = before[rule] if before[rule] is not None else (
-                    complete_rows(paths[rule], dataset.pairs, source.checksum, metrics, convention) if compute else None)
+                frame = before[rule]
+                if frame is None and compute:  # computed just now
+                    frame = complete_rows(paths[rule], dataset.pairs, source.checksum, metrics, convention)
                 if frame is not None:
                     frames.append(frame)
                 else:

@@ -75,13 +75,15 @@ def cli_parser(paper: str, doc: str | None, protocols, variants, checkpoint_dir:
     parser.add_argument("--protocol", choices=sorted(protocols), default="quick")
     parser.add_argument("--variant", choices=list(variants), default="base", help=variant_help)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=checkpoint_dir, help=f"checkpoint folder (default {checkpoint_dir})")
+    parser.add_argument("--out", type=Path, default=checkpoint_dir,
+                        help=f"checkpoint folder (default {checkpoint_dir})")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 for a job sharing the CPU)")
     parser.add_argument("--max-minutes", type=float,
                         help=f"stop after the last epoch that fits (exit {INCOMPLETE}); the same command resumes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs of background jobs)")
     return parser
+
 
 LossFn = Callable[[nn.Module, tuple], dict[str, torch.Tensor]]
 
@@ -409,12 +411,12 @@ def publish_fp16(checkpoint: str | Path) -> Path:
 
 
 def publish_delta(checkpoint: str | Path, base: str | Path) -> Path:
-    """Rewrite a weights file ``NAME.pt`` as a delta of ``base`` (another weights file in the same folder): the
-    tensors bit-equal to the base's (e.g. frozen columns copied from it) are dropped and the file names the base,
-    its sha256 and the dropped keys, so the tracked tree carries only what the run changed. :func:`load_network` puts the base's
+    """Rewrite a weights file ``NAME.pt`` as a delta of ``base`` (another weights file in the same folder): the tensors
+    bit-equal to the base's (e.g. frozen columns copied from it) are dropped and the file names the base, its sha256
+    and the dropped keys, so the tracked tree carries only what the run changed. :func:`load_network` puts the base's
     tensors back (and refuses a base whose sha256 differs); the delta's own sha256 therefore still identifies the
-    complete weights, and stays the results key. Run after :func:`publish_fp16` of both files. A file that
-    already is a delta is left alone."""
+    complete weights, and stays the results key. Run after :func:`publish_fp16` of both files. A file that already is
+    a delta is left alone."""
     path, base = Path(checkpoint), Path(base)
     blob = torch.load(path, map_location="cpu", weights_only=True)
     ref = torch.load(base, map_location="cpu", weights_only=True)

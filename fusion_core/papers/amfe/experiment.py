@@ -64,14 +64,20 @@ def data_sets(profile: str) -> list[engine.DataSet]:
     return [engine.DataSet.named(name) for name in SEQUENCES]
 
 
+def amfe_source(model: TrainedModel, rules: Sequence[str] = (AMFE_RULE,), device: str = "cpu",
+                **fields) -> engine.Source:
+    """One trained AMFE model as an engine source: key ``amfe_<variant>_seed<S>``, keyed on its weights' checksum
+    (``fields``: further :class:`engine.Source` fields, e.g. ``labels``)."""
+    return dataclasses.replace(engine.method_source(PAPER, weights=model.path, rules=tuple(rules), device=device),
+                               key=f"amfe_{model.key}", checksum=model.checksum, **fields)
+
+
 def sources(models: Sequence[TrainedModel] = (), device: str = "cpu", mfeif: bool = True) -> list[engine.Source]:
     """CBF, GTF, MFEIF (released weights, rule ``code``) and one AMFE source per trained model."""
     found = [engine.method_source(name, device=device) for name in CLASSICAL]
     if mfeif:
         found.append(engine.method_source("mfeif", rules=(MFEIF_RULE,), device=device))
-    found += [dataclasses.replace(engine.method_source(PAPER, weights=m.path, rules=(AMFE_RULE,), device=device),
-                                  key=f"amfe_{m.key}", checksum=m.checksum,
-                                  labels={"variant": m.variant, "seed": m.seed}) for m in models]
+    found += [amfe_source(m, device=device, labels={"variant": m.variant, "seed": m.seed}) for m in models]
     return found
 
 
@@ -235,8 +241,7 @@ def fusion_norm_guard(model: TrainedModel, profile: str, out: Path, verify: str 
     report it and use the val-best rule, recorded as a deviation)."""
     from .model import RULES as AMFE_RULES
 
-    source = dataclasses.replace(engine.method_source(PAPER, weights=model.path, rules=AMFE_RULES, device=device),
-                                 key=f"amfe_{model.key}", checksum=model.checksum)
+    source = amfe_source(model, AMFE_RULES, device)
     raw = engine.collect([source], [guard_data_set(profile)], AMFE_RULES, metrics=GUARD_METRICS,
                          convention=CONVENTION, out=out, compute=profile != "eval",
                          verify=verify if profile == "eval" else None)
@@ -270,8 +275,7 @@ def table2(models: Sequence[TrainedModel], profile: str, out: Path, verify: str 
         rules = tuple(r for (v, r) in TABLE2_ROWS if v == m.variant)
         if not rules:
             continue
-        source = dataclasses.replace(engine.method_source(PAPER, weights=m.path, rules=rules, device=device),
-                                     key=f"amfe_{m.key}", checksum=m.checksum)
+        source = amfe_source(m, rules, device)
         raw = engine.collect([source], [tno25(profile)], rules, metrics=METRICS, convention=CONVENTION, out=out,
                              compute=profile != "eval", verify=verify if profile == "eval" else None)
         raws.append(raw)
@@ -447,13 +451,16 @@ def comparison_figure(name: str, models: Sequence[TrainedModel], profile: str, d
 FIG6_PAIR = "fig4"  # the paper does not name Fig. 6's scene: we use Fig. 4's pair (Kaptein_1123), stated in captions
 
 
-def gan_models(models: Sequence[TrainedModel]) -> dict[str, TrainedModel]:
-    """``{"nogan": ..., "base": ...}`` for the first seed that has both (stage 2 complete), else ``{}``."""
+def gan_models(models: Sequence[TrainedModel], required: bool = False) -> dict[str, TrainedModel]:
+    """``{"nogan": ..., "base": ...}`` for the first seed that has both (stage 2 complete), else ``{}`` (an error
+    when ``required``)."""
     by_seed: dict[int, dict[str, TrainedModel]] = {}
     for m in models:
         if m.variant in ("base", "nogan"):
             by_seed.setdefault(m.seed, {})[m.variant] = m
     both = [pair for _, pair in sorted(by_seed.items()) if len(pair) == 2]
+    if not both and required:
+        raise ValueError("Fig. 6 needs the base and nogan models of one seed (both stages complete)")
     return {"nogan": both[0]["nogan"], "base": both[0]["base"]} if both else {}
 
 
@@ -463,15 +470,12 @@ def fig6(models: Sequence[TrainedModel], profile: str, device: str = "cpu"):
     gradient energy; the paper's red and green boxes are not given)."""
     from ...report import image_grid, zoom_boxes
 
-    pair = gan_models(models)
-    if not pair:
-        raise ValueError("Fig. 6 needs the base and nogan models of one seed (both stages complete)")
+    pair = gan_models(models, required=True)
     images = figure_pair(FIG6_PAIR, profile)
     panels = [("VIS", images.vis), ("IR", images.ir)]
     for variant, title in (("nogan", "ours without discriminator"), ("base", "ours with discriminator")):
-        m = pair[variant]
-        source = engine.method_source(PAPER, weights=m.path, rules=(AMFE_RULE,), device=device)
-        panels.append((f"{title}\n[{m.key}]", quantise(source.fuse(images, [AMFE_RULE])[AMFE_RULE])))
+        fused = amfe_source(pair[variant], device=device).fuse(images, [AMFE_RULE])[AMFE_RULE]
+        panels.append((f"{title}\n[{pair[variant].key}]", quantise(fused)))
     boxes = [FIGURE_BOXES["fig4"][0][:4] + ("ul",), (*busiest_window(images.vis), "ll")]
     dataset, stem = FIGURE_PAIRS[FIG6_PAIR]
     fig = image_grid([[v for _, v in panels]], [""], [], cell=2.8, panel_titles=[[t for t, _ in panels]],
@@ -485,13 +489,10 @@ def fig6_metrics(models: Sequence[TrainedModel], profile: str, out: Path, verify
                  device: str = "cpu") -> tuple[pd.DataFrame, engine.RawResults]:
     """The measurable side of Fig. 6's claim: the six metrics of ours without vs with the discriminator on the 25
     TNO pairs (mean and std over pairs per variant, and with − without). eval: read + verify; else compute."""
-    pair = gan_models(models)
-    if not pair:
-        raise ValueError("Fig. 6 needs the base and nogan models of one seed (both stages complete)")
-    found = [dataclasses.replace(engine.method_source(PAPER, weights=m.path, rules=(AMFE_RULE,), device=device),
-                                 key=f"amfe_{m.key}", checksum=m.checksum) for m in pair.values()]
-    raw = engine.collect(found, [tno25(profile)], (AMFE_RULE,), metrics=METRICS, convention=CONVENTION, out=out,
-                         compute=profile != "eval", verify=verify if profile == "eval" else None)
+    pair = gan_models(models, required=True)
+    raw = engine.collect([amfe_source(m, device=device) for m in pair.values()], [tno25(profile)], (AMFE_RULE,),
+                         metrics=METRICS, convention=CONVENTION, out=out, compute=profile != "eval",
+                         verify=verify if profile == "eval" else None)
     variant = {f"amfe_{m.key}": v for v, m in pair.items()}
     long = raw.rows.assign(variant=raw.rows["source"].map(variant)).melt(
         id_vars=["variant", "stem"], value_vars=METRICS, var_name="metric")

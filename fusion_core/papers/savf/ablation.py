@@ -124,7 +124,8 @@ def train_row(row: str, protocol: str = "reduced", seed: int = 0, out: str | Pat
     stage = recipe.main
     checkpoint = checkpoint_path(protocol, row, seed, out)
     history = train(model, loss, pair_set("main_train", stage.size, stage.limit, augment=recipe.augment),
-                    _config(stage, seed + spec.seed_offset, device, protocol), checkpoint=checkpoint, progress=progress, log=None,
+                    _config(stage, seed + spec.seed_offset, device, protocol), checkpoint=checkpoint,
+                    progress=progress, log=None,
                     max_seconds=None if deadline is None else max(1.0, deadline - time.monotonic()))
     return checkpoint, history
 
