@@ -378,3 +378,28 @@ def test_weights_tables_place_each_setting_in_its_tables():
     assert set(t4["method"]) == {"alpha2=1,beta=2"} and set(t5["method"]) == {"alpha2=1,beta=2", "alpha2=0.5,beta=2"}
     assert (t5.loc[t5["method"] == "alpha2=0.5,beta=2", "ours_mean"] == 2.5).all()
     assert tables["4"]["reported"].notna().sum() == 18  # every reported cell kept, ours or not
+
+
+def test_eval_table6_reads_nestfuse_from_its_raw_file_and_ignores_a_local_checkpoint(data_root, tmp_path):
+    import pandas as pd
+
+    from fusion_core.papers.msfam import experiment as exp
+    from fusion_core.train import TrainedModel
+
+    stems = [p.stem for p in exp.test_set("eval").pairs]
+    raw = tmp_path / exp.UNCOMMITTED_DIR / "test"
+    raw.mkdir(parents=True)
+    rows = pd.DataFrame({"source": "nestfuse_seed0", "variant": "nestfuse", "seed": 0,
+                         "checkpoint": exp.UNCOMMITTED_NOTE, "stem": stems,
+                         **{m: 1.0 for m in exp.METRICS + exp.EXTRA_METRICS}})
+    rows.to_csv(raw / "nestfuse_seed0_nestfuse_avg.csv", index=False)
+    local = TrainedModel(path=tmp_path / "nestfuse_reduced_seed0.pt", paper="msfam", variant="nestfuse", seed=0,
+                         protocol="reduced", checksum="0" * 16)
+    assert exp.table6_models([local], "eval") == [] and exp.table6_models([local], "quick") == [local]
+    assert exp.uncommitted_table6(tmp_path, "eval") == ["nestfuse"] and exp.uncommitted_table6(tmp_path, "quick") == []
+    result = exp.raw_results([local], "eval", tmp_path, verify=None, baselines=False)
+    assert set(result.rows["source"]) == {"nestfuse_seed0"} and result.checks.empty
+    table = exp.table6(result.rows).dropna(subset=["ours_mean"])
+    assert set(table["method"]) == {"NestFuse"} and (table["ours_mean"] == 1.0).all()
+    rows.iloc[1:].to_csv(raw / "nestfuse_seed0_nestfuse_avg.csv", index=False)  # a pair short: no column
+    assert exp.raw_results([], "eval", tmp_path, verify=None, baselines=False).rows.empty

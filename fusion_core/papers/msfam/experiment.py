@@ -65,12 +65,7 @@ def test_set(profile: str) -> engine.DataSet:
 
 def sources(models: Sequence[TrainedModel], device: str = "cpu", baselines: bool = True) -> list[engine.Source]:
     """One source per trained model (MSFAM ``base_seed<S>``, ``nestfuse_seed<S>``) plus the baselines."""
-    ours = []
-    for m in models:
-        method = "nestfuse" if m.variant == "nestfuse" else "msfam"
-        rules = ("nestfuse_avg",) if method == "nestfuse" else ("afb",)
-        ours.append(dataclasses.replace(engine.method_source(method, weights=m.path, rules=rules, device=device),
-                                        key=m.key, checksum=m.checksum, labels={"variant": m.variant, "seed": m.seed}))
+    ours = [variant_source(m, device) for m in models]
     if not baselines:
         return ours
     from ..didfuse.model import AUTHORS_RULE, REFERENCE_CHECKPOINT
@@ -94,12 +89,28 @@ def raw_results(models: Sequence[TrainedModel], profile: str, out: Path, verify:
     parts = [engine.collect([source], [test_set(profile)], list(source.rules or [None]),
                             metrics=METRICS + EXTRA_METRICS, convention=CONVENTION, out=out, compute=computing,
                             verify=None if computing else verify)
-             for source in sources(models, device, baselines)]
+             for source in sources(table6_models(models, profile), device, baselines)]
     rows = [p.rows for p in parts if len(p.rows)]
+    if profile == "eval":  # NestFuse's column: its raw file as committed (its checkpoint is not; nothing re-fused)
+        rows += [r for r in (uncommitted_rows(v, out, profile) for v in TABLE6_VARIANTS
+                             if v not in COMMITTED_VARIANTS) if r is not None]
     checks = [p.checks for p in parts if len(p.checks)]
-    return engine.RawResults(pd.concat(rows, ignore_index=True) if rows else parts[0].rows,
-                             pd.concat(checks, ignore_index=True) if checks else parts[0].checks,
+    return engine.RawResults(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(),
+                             pd.concat(checks, ignore_index=True) if checks else pd.DataFrame(columns=engine.CHECK_COLUMNS),
                              [m for p in parts for m in p.missing])
+
+
+def table6_models(models: Sequence[TrainedModel], profile: str) -> list[TrainedModel]:
+    """The models whose checkpoints Table 6 fuses with: under ``eval`` the committed variants only, so that a
+    checkpoint trained locally (NestFuse) does not change what eval computes from one machine to the next."""
+    return [m for m in models if profile != "eval" or m.variant in COMMITTED_VARIANTS]
+
+
+def uncommitted_table6(out: Path, profile: str) -> list[str]:
+    """Table 6's variants read under ``eval`` from their committed raw files, not re-fused (checkpoint not committed)."""
+    if profile != "eval":
+        return []
+    return [v for v in TABLE6_VARIANTS if v not in COMMITTED_VARIANTS and uncommitted_rows(v, out, profile) is not None]
 
 
 def table6(raw: pd.DataFrame) -> pd.DataFrame:
@@ -189,10 +200,13 @@ ABLATIONS: dict[str, list[tuple[str, str]]] = {
     "5": [(f"alpha2={a:g},beta={b:g}", weights_variant(a, b)) for a, b in sorted(WEIGHT_SETTINGS) if b == 2.0],
 }
 SIGNED_TABLES = ("1", "2", "3")  # ablations with a full model; Tables 4-5 are weight sweeps (spec §10: curves)
-FUSION_RULE = {"rec": "nestfuse_rule", "conv5x5": "conv5x5"}  # the network's own fusion; every other variant: afb
-# Only the base model's checkpoint is committed (tree budget: 8.5 MB per MSFAM even in float16). The raw files of
-# any other variant trained here live in raw_uncommitted/ and say so in every row; eval cannot re-fuse them.
+# Each network's own fusion (every other variant: afb)
+FUSION_RULE = {"rec": "nestfuse_rule", "conv5x5": "conv5x5", "nestfuse": "nestfuse_avg"}
+# Only the base model's checkpoint is committed (tree budget: 8.5 MB per MSFAM even in float16, 5.5 MB NestFuse). The
+# raw files of any other variant (NestFuse too) trained here live in raw_uncommitted/ and say so in every row; eval
+# cannot re-fuse them.
 COMMITTED_VARIANTS = ("base",)
+TABLE6_VARIANTS = ("base", "nestfuse")  # the trained columns of Table 6
 UNCOMMITTED_DIR = "raw_uncommitted"
 UNCOMMITTED_NOTE = ("checkpoint not committed (repository tree budget): rows measured once on the machine that "
                     "trained it; eval cannot re-fuse them")
@@ -212,7 +226,8 @@ def variant_source(model: TrainedModel, device: str = "cpu") -> engine.Source:
     """An MSFAM variant as an engine source: its own fusion as the rule; an uncommitted one writes to
     ``raw_uncommitted/`` with :data:`UNCOMMITTED_NOTE` in every row."""
     rule = fusion_rule(model.variant)
-    source = engine.method_source("msfam", weights=model.path, rules=(rule,), device=device)
+    method = "nestfuse" if model.variant == "nestfuse" else "msfam"
+    source = engine.method_source(method, weights=model.path, rules=(rule,), device=device)
     labels = {"variant": model.variant, "seed": model.seed}
     if model.variant not in COMMITTED_VARIANTS:
         return dataclasses.replace(source, key=model.key, checksum=model.checksum, raw_dir=UNCOMMITTED_DIR,
@@ -581,7 +596,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog=f"python -m fusion_core.papers.{PAPER}.experiment",
                                      description="score: raw files of the locally trained reduced ablation models "
-                                                 "(what the ablation notebooks read under eval); trains nothing")
+                                                 "and NestFuse (what the notebooks read under eval); trains nothing")
     sub = parser.add_subparsers(dest="command", required=True)
     score = sub.add_parser("score")
     score.add_argument("--variants", required=True, help="comma-separated variants of train.VARIANTS")
@@ -590,7 +605,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     variants = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in variants if v not in VARIANTS or v == "nestfuse"]
+    unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown MSFAM variants {unknown}")
     done = score_local(variants, args.device)
