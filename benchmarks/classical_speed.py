@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -30,6 +29,7 @@ from fusion_core import data, io
 from fusion_core.classical import classical_names
 from fusion_core.classical import _vifb as vifb
 from fusion_core.methods import build_method, method_names
+from fusion_core.train import cpu_model
 
 
 def timed(fuse, repeats: int) -> list[float]:
@@ -83,12 +83,12 @@ def main(argv=None) -> int:
     busy = max(load_before, load) > (os.cpu_count() or 1) / 2
     table = table.assign(
         pair=f"{pair.name} 640x480 {'RGB (VIFB colour handling)' if args.vifb_rgb else 'Y'}", cpus=os.cpu_count(),
-        torch_threads=torch.get_num_threads(), torch=torch.__version__, processor=platform.processor() or platform.machine(),
+        torch_threads=torch.get_num_threads(), torch=torch.__version__, processor=cpu_model(),
         load_before=load_before, load_after=load,
         note="other jobs were running (load average above half the CPUs): seconds are upper bounds, ratios noisy"
         if busy else "")
     print(table[["method", "seconds_per_pair", "min", "repeats", f"x_{peer}"]].round(3).to_string(index=False))
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    print(f"\nmachine: {cpu_model()}, {os.cpu_count()} CPUs, "
           f"torch threads {torch.get_num_threads()}, load average {load:.1f}; pair {pair.name} 640×480"
           f"{' RGB (VIFB colour handling)' if args.vifb_rgb else ' (Y)'}")
     if args.out:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -225,6 +224,7 @@ def main(argv=None) -> int:
 
     from fusion_core import io
     from fusion_core.methods import method_names
+    from fusion_core.train import cpu_model
 
     load_before = os.getloadavg()[0]
     names = args.methods.split(",") if args.methods else method_names()
@@ -253,7 +253,7 @@ def main(argv=None) -> int:
     table["threads"] = args.threads or torch.get_num_threads()
     table["cpus"] = os.cpu_count()
     table["torch"] = torch.__version__
-    table["processor"] = platform.processor() or platform.machine()
+    table["processor"] = cpu_model()
     table["load_before"], table["load_after"] = round(load_before, 2), round(load_after, 2)
     table["note"] = ("other jobs were running (load average above half the CPUs): re-take on a quiet machine"
                      if load_before > (os.cpu_count() or 1) / 2 else "quiet machine")  # after: includes this run

@@ -32,6 +32,7 @@ import torch
 
 from fusion_core import data, io
 from fusion_core.metrics import METRICS, get_convention, score
+from fusion_core.train import cpu_model
 
 CORE = ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM"]
 PEER = {"core set": 2.1, "VIF": 1.8}  # CDDFuse's Python evaluator on this 2-core machine, s/pair (the issue)
@@ -95,7 +96,7 @@ def machine(device: str) -> dict:
     info = {"device": device, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
             "torch": torch.__version__, "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine()}
+            "processor": cpu_model()}
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info

@@ -55,6 +55,7 @@ def main(argv=None) -> int:
 
     from fusion_core import data, io
     from fusion_core.fuse import fuse_pairs
+    from fusion_core.train import cpu_model
 
     pairs = data.list_pairs("tno42")
     rows = []
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
     table["start_up_included"] = True
     table["cpus"] = os.cpu_count()
     table["python"] = platform.python_version()
-    table["processor"] = platform.processor() or platform.machine()
+    table["processor"] = cpu_model()
     table["load_before"], table["load_after"] = round(load_before, 2), round(load_after, 2)
     table["note"] = ("other jobs were running (load average above half the CPUs): re-take on a quiet machine"
                      if max(load_before, load_after) > (os.cpu_count() or 1) / 2 else "quiet machine")

@@ -715,18 +715,23 @@ def _describe(obj) -> dict | None:
     return obj.describe() if hasattr(obj, "describe") else None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows (e.g. ``x86_64``)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+    except OSError:
+        model = ""
+    return model or platform.processor() or platform.machine()
+
+
 def device_name(device: torch.device) -> str:
     """The hardware that trained: ``cuda:<GPU name>`` or ``cpu: <CPU model>`` (float results differ across both)."""
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     if device.type != "cpu":
         return str(device)
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
-    except OSError:
-        model = ""
-    return f"cpu: {model or platform.processor() or platform.machine()}"
+    return f"cpu: {cpu_model()}"
 
 
 def _manifest(path: Path, model: nn.Module, config: TrainConfig, history: list[dict], seconds: float,
