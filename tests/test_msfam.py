@@ -403,3 +403,20 @@ def test_eval_table6_reads_nestfuse_from_its_raw_file_and_ignores_a_local_checkp
     assert set(table["method"]) == {"NestFuse"} and (table["ours_mean"] == 1.0).all()
     rows.iloc[1:].to_csv(raw / "nestfuse_seed0_nestfuse_avg.csv", index=False)  # a pair short: no column
     assert exp.raw_results([], "eval", tmp_path, verify=None, baselines=False).rows.empty
+
+
+def test_nestfuse_training_revives_a_dead_output_relu_and_leaves_a_live_one(data_root):
+    from fusion_core.papers.msfam import train
+    from fusion_core.train import seed_everything
+
+    images = train.stage1_images(train.PROTOCOLS["quick"]).images[:2]
+    redraws = {}
+    for seed in range(6):
+        seed_everything(seed)
+        net = NestFuse(nb=TINY)
+        weight = net.decoder.out.conv.weight.clone()
+        was_alive = bool((net.reconstruct(images) > 0).any())
+        redraws[seed] = train.revive_output(net, images)
+        assert bool((net.reconstruct(images) > 0).any())
+        assert (redraws[seed] == 0) == was_alive == torch.equal(weight, net.decoder.out.conv.weight)
+    assert min(redraws.values()) == 0 and max(redraws.values()) > 0  # both cases occur among these seeds

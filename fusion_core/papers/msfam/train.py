@@ -276,10 +276,28 @@ def train_nestfuse(recipe: Protocol, protocol: str, seed: int, out: Path, device
     """The NestFuse comparison: its auto-encoder on the same singles, its own loss (MSE + 100 (1 − SSIM))."""
     checkpoint = out / f"{checkpoint_name(protocol, 'nestfuse', seed)}.pt"
     seed_everything(seed)
-    history = train(NestFuse(nb=recipe.widths), NestFuseLoss(), stage1_images(recipe),
-                    _config(recipe, recipe.nestfuse_epochs, seed, device, protocol), checkpoint=checkpoint,
-                    progress=progress, max_seconds=budget.left())
+    model, images = NestFuse(nb=recipe.widths), stage1_images(recipe)
+    redraws = revive_output(model, images.images[:recipe.batch_size])
+    if redraws:
+        print(f"NestFuse seed {seed}: output ReLU dead at initialisation; output conv re-drawn {redraws}x")
+    history = train(model, NestFuseLoss(), images, _config(recipe, recipe.nestfuse_epochs, seed, device, protocol),
+                    checkpoint=checkpoint, progress=progress, max_seconds=budget.left())
     return checkpoint, history
+
+
+def revive_output(model: NestFuse, images: torch.Tensor, tries: int = 100) -> int:
+    """NestFuse's output ReLU (kept, spec §2.2) can start dead: no pixel of the first images is positive, no
+    gradient reaches the network, and training ends at a constant-zero image (our first ``reduced`` NestFuse,
+    seed 0: EN 0 on every test pair after 14 min). Then the output conv's initialisation (PyTorch's default) is
+    drawn again from the seeded generator until some output pixel is positive. Returns the number of re-draws
+    (0: alive as drawn). MSFAM's seed 0 starts alive and is left as drawn."""
+    out = model.decoder.out.conv
+    with torch.no_grad():
+        for redraws in range(tries + 1):
+            if bool((model.reconstruct(images) > 0).any()):
+                return redraws
+            out.reset_parameters()
+    raise RuntimeError(f"NestFuse output still dead after {tries} re-draws of its output conv")
 
 
 def sc_accuracy(net: torch.nn.Module, images: Images) -> float:
