@@ -96,6 +96,39 @@ def sign_agreement(table: pd.DataFrame, full: str, variants: Sequence[str]) -> t
     return total, agree
 
 
+def paired_effects(rows: pd.DataFrame, metrics: Sequence[str], reference: str, labels: dict[str, str],
+                   noise_row: str | None = None, keys: Sequence[str] = ("role", "stem"),
+                   noise: pd.Series | None = None) -> pd.DataFrame:
+    """Each row of ``labels`` (name → label, in that order) against ``reference`` on the same pairs: per metric the
+    mean paired difference (row − reference), its standard deviation over the pairs, Cohen's d_z (mean / std) and
+    how many pairs the row is above the reference. A row's name is its raw ``source`` without ``_seed<S>``. With
+    ``noise_row`` (the reference trained again), ``noise`` is that row's mean difference, or ``noise`` gives it
+    per metric (a re-run measured against another reference), and ``beyond_noise`` says whether |mean| exceeds
+    |noise| (one re-run: a rough floor, not a test)."""
+    frame = rows.assign(row=rows["source"].str.replace(r"_seed\d+$", "", regex=True))
+    keys = list(keys)
+    base = frame[frame["row"] == reference].set_index(keys)[list(metrics)]
+    records = []
+    for name in [r for r in labels if r != reference and r in set(frame["row"])]:
+        other = frame[frame["row"] == name].set_index(keys)[list(metrics)]
+        delta = (other - base.reindex(other.index)).dropna(how="all")
+        for metric in metrics:
+            d = delta[metric].dropna()
+            std = float(d.std(ddof=1)) if len(d) > 1 else float("nan")
+            records.append({"row": name, "label": labels[name], "metric": metric, "pairs": len(d),
+                            "mean_diff": float(d.mean()), "std_diff": std,
+                            "d_z": float(d.mean()) / std if std > 0 else float("nan"),
+                            "pairs_above": int((d > 0).sum())})
+    table = pd.DataFrame(records, columns=["row", "label", "metric", "pairs", "mean_diff", "std_diff", "d_z",
+                                           "pairs_above"])
+    if noise_row is not None:
+        noise = table[table["row"] == noise_row].set_index("metric")["mean_diff"]
+    if noise is not None:
+        table["noise"] = table["metric"].map(noise)
+        table["beyond_noise"] = (table["mean_diff"].abs() > table["noise"].abs()).where(table["noise"].notna())
+    return table
+
+
 def fidelity(table: pd.DataFrame, substitutes: Iterable[str], sign: tuple[int, int] = (0, 0)) -> dict:
     """The fidelity summary: reported cells we computed, how many within ±5 %, ablation sign agreement."""
     both = table.dropna(subset=["reported", "ours_mean"])

@@ -70,3 +70,17 @@ print(table.dropna(subset=["reported"]).pivot(index="method", columns="metric", 
 
 # %%
 summary = exp.ablation_fidelity(TABLE, table, profile, out, part="03c_msfam_table3_loss")
+
+# %% [markdown]
+# ## Per pair, against the noise floor
+# Each row − the table's first row on the same test pairs: mean, standard deviation over the pairs, Cohen's d_z
+# and the number of pairs where the row is above. `noise` is the same mean difference between two trainings of
+# one recipe (`rerun` − `base`: base's stage 2 again with another seed, same stage 1); a difference that does not
+# exceed it (`beyond_noise` False) is not evidence of an effect. One re-run: a rough floor, not a test.
+
+# %%
+effects = exp.ablation_effects(TABLE, result.rows, profile, out, device)
+means = effects.pivot(index="label", columns="metric", values="mean_diff")
+print(means.reindex(index=[label for label, _ in exp.ABLATIONS[TABLE][1:]], columns=exp.METRICS).round(4).to_string())
+print("noise floor (rerun - base):", effects.drop_duplicates("metric").set_index("metric")["noise"].round(4).to_dict())
+print("beyond the noise floor:", int(effects["beyond_noise"].fillna(False).astype(bool).sum()), "/", len(effects))

@@ -93,3 +93,17 @@ def test_fidelity_parts_add_up_across_notebooks(tmp_path):
                                             "substitutes": ["a", "b", "c"]}
     report.write_fidelity(tmp_path, {**two, "cells": 7}, part="02a_table2")  # a rerun replaces its part
     assert json.loads(path.read_text())["cells"] == 11
+
+
+def test_paired_effects_against_a_given_noise_floor():
+    stems = ["a", "b", "c"]
+    base = pd.DataFrame({"source": "base_seed0", "role": "test", "stem": stems, "EN": [1.0, 2.0, 3.0]})
+    row = base.assign(source="row_seed0", EN=[1.5, 2.5, 2.0])
+    effects = report.paired_effects(pd.concat([base, row]), ["EN"], "base", {"row": "the row"},
+                                    noise=pd.Series({"EN": 0.1}))
+    assert effects.loc[0, "mean_diff"] == pytest.approx(0.0) and effects.loc[0, "pairs_above"] == 2
+    assert effects.loc[0, "noise"] == 0.1 and not effects.loc[0, "beyond_noise"]
+    effects = report.paired_effects(pd.concat([base, row.assign(EN=[2.0, 3.0, 4.0])]), ["EN"], "base",
+                                    {"row": "the row"}, noise=pd.Series({"EN": 0.1}))
+    assert effects.loc[0, "mean_diff"] == pytest.approx(1.0) and bool(effects.loc[0, "beyond_noise"])
+    assert "noise" not in report.paired_effects(pd.concat([base, row]), ["EN"], "base", {"row": "r"}).columns

@@ -96,7 +96,8 @@ def raw_results(models: Sequence[TrainedModel], profile: str, out: Path, verify:
                              if v not in COMMITTED_VARIANTS) if r is not None]
     checks = [p.checks for p in parts if len(p.checks)]
     return engine.RawResults(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(),
-                             pd.concat(checks, ignore_index=True) if checks else pd.DataFrame(columns=engine.CHECK_COLUMNS),
+                             pd.concat(checks, ignore_index=True) if checks
+                             else pd.DataFrame(columns=engine.CHECK_COLUMNS),
                              [m for p in parts for m in p.missing])
 
 
@@ -107,7 +108,8 @@ def table6_models(models: Sequence[TrainedModel], profile: str) -> list[TrainedM
 
 
 def uncommitted_table6(out: Path, profile: str) -> list[str]:
-    """Table 6's variants read under ``eval`` from their committed raw files, not re-fused (checkpoint not committed)."""
+    """Table 6's variants read under ``eval`` from their committed raw files (checkpoint not committed, not
+    re-fused)."""
     if profile != "eval":
         return []
     return [v for v in TABLE6_VARIANTS if v not in COMMITTED_VARIANTS and uncommitted_rows(v, out, profile) is not None]
@@ -387,6 +389,29 @@ def ablation_fidelity(table: str, frame: pd.DataFrame, profile: str, out: Path, 
         report.write_fidelity(out, summary, part=part)
     print({k: v for k, v in summary.items() if k != "substitutes"})
     return summary
+
+
+NOISE_VARIANT = "rerun"  # base's stage 2 trained again with another stage-2 seed: the noise floor of Tables 2-5
+
+
+def ablation_effects(table: str, rows: pd.DataFrame, profile: str, out: Path, device: str = "cpu") -> pd.DataFrame:
+    """One ablation table per pair: each row − the table's full model (:func:`report.paired_effects` on the test
+    pairs), next to the stage-2 noise floor ``rerun − base`` (the same recipe trained twice; NaN while ``rerun`` is
+    owed). Written as ``<table stem>_paired``."""
+    labels = {variant: label for label, variant in ABLATIONS[table]}
+    floor = variants_raw(["base", NOISE_VARIANT], profile, out, verify=None, device=device).rows
+    noise = None
+    if len(floor) and {"base", NOISE_VARIANT} <= set(floor["variant"]):
+        rerun = report.paired_effects(floor, METRICS, "base", {NOISE_VARIANT: "re-run"})
+        noise = rerun.set_index("metric")["mean_diff"]
+    effects = report.paired_effects(rows, METRICS, ABLATIONS[table][0][1], labels, noise=noise)
+    if noise is None:
+        effects = effects.assign(noise=float("nan"), beyond_noise=None)
+    stem, title = ABLATION_OUTPUTS[table]
+    report.write_table(effects, out, f"{stem}_paired", f"{title}: per test pair, each row − the table's first row "
+                       f"(mean, std, d_z, pairs above), against the noise floor rerun − base (base's stage 2 trained "
+                       f"again with another seed)", {"profile": profile, "device": device, "repeats": 1})
+    return effects
 
 
 def score_local(variants: Sequence[str], device: str = "cpu") -> list[str]:

@@ -101,6 +101,9 @@ VARIANTS: dict[str, dict] = {
     # Table 1 "Fusion": no stage 1; encoder + AFB + decoder trained from scratch on the pairs, all at lr 1e-4, L_base
     "fusion_only": {"loss": {"pull_push": False, "semantic": False}, "from_scratch": True},
     "nestfuse": {},
+    # not in the paper: ``base``'s stage 2 trained again with another stage-2 seed (the same stage 1 and SC net): the
+    # noise floor of the stage-2 ablations (how far two trainings of one recipe differ)
+    "rerun": {"loss": {}, "stage2_seed_offset": 1000},
 }
 WEIGHT_SETTINGS = ((1.0, 1.0), (1.0, 2.0), (1.0, 3.0), (0.5, 2.0), (0.84, 2.0))  # (α2, β) of Tables 4 and 5
 DEFAULT_WEIGHTS = (0.84, 2.0)  # Eq. 2's final α2, β: the variant ``base``
@@ -355,7 +358,8 @@ def train_stage2(recipe: Protocol, protocol: str, seed: int, out: Path, variant:
     semantic = spec.get("loss", {}).get("semantic", True)
     sc_net = load_checkpoint(sc, device, expect="SemanticConstraintNet") if semantic else None
     loss = FusionLoss(sc_net, **spec.get("loss", {})).to(device)
-    seed_everything(seed)
+    stage2_seed = seed + spec.get("stage2_seed_offset", 0)  # initialisation of the AFBs and the batch order
+    seed_everything(stage2_seed)
     if spec.get("from_scratch"):  # Table 1 "Fusion": every part trains at the base lr, nothing loaded
         model = MSFAM(nb=recipe.widths, stage="all", **spec.get("model", {}))
     else:
@@ -372,8 +376,8 @@ def train_stage2(recipe: Protocol, protocol: str, seed: int, out: Path, variant:
         if durations and left is not None and np.mean(durations) > left:
             break
         tick = time.monotonic()
-        history = train(model, loss, train_set, _config(recipe, epoch, seed, device, protocol), checkpoint=checkpoint,
-                        progress=progress, log=None)
+        history = train(model, loss, train_set, _config(recipe, epoch, stage2_seed, device, protocol),
+                        checkpoint=checkpoint, progress=progress, log=None)
         durations.append(time.monotonic() - tick)
         value = validation_loss(model, loss, val_set, recipe.batch_size)
         if not rows or value < min(r["val_loss"] for r in rows):

@@ -25,6 +25,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 
+from ... import report
 from ...train import TrainedModel, manifest_protocol, quietly, seed_everything, train, trained_model
 from .loss import MainLoss, relu2_2
 from .model import PAPER, SAVFNet, load_checkpoint
@@ -189,30 +190,10 @@ def table(rows: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
 
 
 def paired_effects(rows: pd.DataFrame, metrics: Sequence[str], reference: str = "base") -> pd.DataFrame:
-    """Each row against OURS+ on the same pairs (both test sets together): per metric the mean paired difference
-    (row − OURS+), its standard deviation over the pairs, Cohen's d_z (mean / std) and how many pairs the row is
-    above OURS+; ``noise`` = the same mean difference of the ``rerun`` row (OURS+ trained again with another seed),
-    and ``beyond_noise`` whether |mean| exceeds |noise| (one re-run: a rough floor, not a test)."""
-    frame = rows.assign(row=rows["source"].str.replace(r"_seed\d+$", "", regex=True))
-    keys = ["role", "stem"]
-    base = frame[frame["row"] == reference].set_index(keys)[list(metrics)]
-    records = []
-    for name in [r for r in ROWS if r != reference and r in set(frame["row"])]:
-        other = frame[frame["row"] == name].set_index(keys)[list(metrics)]
-        delta = (other - base.reindex(other.index)).dropna(how="all")
-        for metric in metrics:
-            d = delta[metric].dropna()
-            std = float(d.std(ddof=1)) if len(d) > 1 else float("nan")
-            records.append({"row": name, "label": ROWS[name].label, "metric": metric, "pairs": len(d),
-                            "mean_diff": float(d.mean()), "std_diff": std,
-                            "d_z": float(d.mean()) / std if std > 0 else float("nan"),
-                            "pairs_above": int((d > 0).sum())})
-    table = pd.DataFrame(records, columns=["row", "label", "metric", "pairs", "mean_diff", "std_diff", "d_z",
-                                           "pairs_above"])
-    noise = table[table["row"] == "rerun"].set_index("metric")["mean_diff"]
-    table["noise"] = table["metric"].map(noise)
-    table["beyond_noise"] = (table["mean_diff"].abs() > table["noise"].abs()).where(table["noise"].notna())
-    return table
+    """Each row against OURS+ on the same pairs (both test sets together), :func:`report.paired_effects` with the
+    ``rerun`` row (OURS+ trained again with another seed) as the noise floor."""
+    return report.paired_effects(rows, metrics, reference, {name: spec.label for name, spec in ROWS.items()},
+                                 noise_row="rerun")
 
 
 def status_table(models: Sequence[TrainedModel], protocol: str, seed: int = 0) -> pd.DataFrame:
@@ -259,7 +240,7 @@ def main(argv=None) -> int:
 
 def score_rows(models: Sequence[TrainedModel], out: str | Path | None = None, device: str = "cpu"):
     """Compute (or read) the raw files of ``models`` on both full test sets, as the eval profile of 05a reads them."""
-    from ... import engine, report
+    from ... import engine
     from . import experiment as exp
 
     out = out if out is not None else report.results_dir(PAPER, "eval")
