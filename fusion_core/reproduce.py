@@ -31,7 +31,6 @@ import datetime as dt
 import hashlib
 import io as _io
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -190,9 +189,11 @@ def git_sha() -> str:
 def device_description() -> str:
     import torch
 
+    from .train import cpu_model
+
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    return f"cpu: {cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
 
 
 def package_versions() -> dict[str, str]:
