@@ -56,14 +56,29 @@ def write_csv(path: str | os.PathLike, frame, **kwargs) -> Path:
     return Path(path)
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120, colours: int | None = None) -> Path:
     """Save a matplotlib figure as PNG atomically, with fixed metadata so reruns hash alike.
 
     Matplotlib's PNG writer stores only a ``Software`` text chunk (its version; no date, unlike its
     PDF/SVG writers), removed here: the same figure gives the same bytes on every run and version.
+    ``colours``: store an opaque figure with an adaptive palette of at most that many colours (PIL median cut,
+    no dithering): exact where the figure has no more (a grey image has 256 levels, a colormap 256 entries),
+    and about half the bytes of RGBA for image grids — for figures the repository's size limit would not hold.
     """
+    if colours is None:
+        with atomic_write(path, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+        return Path(path)
+    import io as _io
+
+    from PIL import Image
+
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    rgb = Image.open(buffer).convert("RGB")
+    palette = rgb.quantize(colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+        palette.save(handle, format="PNG", optimize=True)
     return Path(path)
 
 

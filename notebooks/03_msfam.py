@@ -27,6 +27,8 @@ fps_repeats = 3  # timed fusions per network for the FPS column (after one warm-
 fig7_boxes = [[0.02, 0.66, 0.36, 0.24], [0.55, 0.36, 0.25, 0.14]]
 fig8_boxes = [[0.36, 0.40, 0.24, 0.16], [0.24, 0.56, 0.30, 0.20]]
 fig9_boxes = [[0.30, 0.16, 0.30, 0.36], [0.55, 0.55, 0.30, 0.30]]
+# dpi of Fig. 6 and of Figs 7-9, stored with a 256-colour palette (io.save_figure): the repository's 40 MiB limit
+figure_dpi = [60, 72]
 
 # %% [markdown]
 # # 03 — MSFAM (Sensors 2022, "A Multi-Stage Visible and Infrared Image Fusion Network Based on Attention Mechanism")
@@ -128,7 +130,7 @@ if base is None:
     print("Fig. 6: no MSFAM model (its checkpoint is missing)")
 else:
     fig, shapes = exp.attention_figure(base.path, profile, device)
-    io.save_figure(fig, out / "fig06_attention_maps.png")
+    io.save_figure(fig, out / "fig06_attention_maps.png", dpi=figure_dpi[0], colours=256)
     plt.close(fig)
     print("Fig. 6 scales:", len(shapes["afb"]), "| maps per scale:", len(shapes))
 
@@ -144,7 +146,8 @@ else:
 # %% tags=["nbval-check-output"]
 for number, boxes in ((7, fig7_boxes), (8, fig8_boxes), (9, fig9_boxes)):
     fig = exp.qualitative_figure(number, models, profile, boxes, device)
-    io.save_figure(fig, out / f"fig{number:02d}_{exp.FIGURE_SCENES[number][0].replace('/', '_')}.png")
+    io.save_figure(fig, out / f"fig{number:02d}_{exp.FIGURE_SCENES[number][0].replace('/', '_')}.png",
+                   dpi=figure_dpi[1], colours=256)
     plt.close(fig)
     print(f"Fig. {number}:", exp.FIGURE_SCENES[number][0], "| panels:", 2 + len(exp.FIGURE_METHODS))
 
