@@ -1,7 +1,8 @@
 """MSFAM experiments (paper 003): Table 6 (comparison on our test split) and its cost columns, declared as
 sources × data sets × rules for the raw-results engine (:mod:`fusion_core.engine`).
 
-Raw files: ``results/msfam/raw/test/<source>[_<rule>].csv``, one row per test pair, keyed by the weights' checksum.
+Raw files: ``results/msfam/raw/test/<source>[_<rule>].csv``, one row per test pair, keyed by the weights' checksum
+(models whose weights are not committed, NestFuse and the ablation rows: ``raw_uncommitted/test/``).
 Sources: our MSFAM (``base_seed<S>``: the val-selected stage-2 model), our NestFuse (``nestfuse_seed<S>``), DIDFuse
 with the authors' released weights (``didfuse``, rule ``sum`` = their test code) and with our reduced-protocol
 weights (``didfuse_ours``), and the classical TIF (``tif``). The other seven methods of Table 6 are the paper's
