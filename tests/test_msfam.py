@@ -334,24 +334,31 @@ def test_attention_maps_are_the_afb_tensors_of_the_forward_pass():
         exp.attention_maps(MSFAM(nb=TINY, fusion="conv5x5"), ir, vis)
 
 
-def test_eval_reads_uncommitted_rows_skips_their_verification_and_lists_owed_ones(data_root, tmp_path):
+def _uncommitted_raw(out, variant: str, rule: str):
+    """A complete raw file of an uncommitted ``variant`` (seed 0, every metric 1.0) under ``out``; (rows, path)."""
     import pandas as pd
 
     from fusion_core.papers.msfam import experiment as exp
 
-    stems = [p.stem for p in exp.test_set("eval").pairs]
-    raw = tmp_path / exp.UNCOMMITTED_DIR / "test"
-    raw.mkdir(parents=True)
-    rows = pd.DataFrame({"source": "baseline_seed0", "variant": "baseline", "seed": 0,
-                         "checkpoint": exp.UNCOMMITTED_NOTE, "stem": stems,
+    raw = out / exp.UNCOMMITTED_DIR / "test"
+    raw.mkdir(parents=True, exist_ok=True)
+    rows = pd.DataFrame({"source": f"{variant}_seed0", "variant": variant, "seed": 0,
+                         "checkpoint": exp.UNCOMMITTED_NOTE, "stem": [p.stem for p in exp.test_set("eval").pairs],
                          **{m: 1.0 for m in exp.METRICS + exp.EXTRA_METRICS}})
-    rows.to_csv(raw / "baseline_seed0_afb.csv", index=False)
+    rows.to_csv(raw / f"{variant}_seed0_{rule}.csv", index=False)
+    return rows, raw / f"{variant}_seed0_{rule}.csv"
+
+
+def test_eval_reads_uncommitted_rows_skips_their_verification_and_lists_owed_ones(data_root, tmp_path):
+    from fusion_core.papers.msfam import experiment as exp
+
+    rows, path = _uncommitted_raw(tmp_path, "baseline", "afb")
     result = exp.ablation_raw("2", "eval", tmp_path)
     assert list(result.skipped["variant"]) == ["baseline"] and "not committed" in result.skipped["reason"].iloc[0]
     assert list(result.owed["variant"]) == ["conv5x5"] and "--variant conv5x5" in result.owed["command"].iloc[0]
     table = exp.ablation_table("2", result.rows)
     assert set(table.dropna(subset=["ours_mean"])["method"]) == {"w/ attention"}
-    rows.iloc[1:].to_csv(raw / "baseline_seed0_afb.csv", index=False)  # a pair short: not read, owed
+    rows.iloc[1:].to_csv(path, index=False)  # a pair short: not read, owed
     assert list(exp.ablation_raw("2", "eval", tmp_path).owed["variant"]) == ["baseline", "conv5x5"]
 
 
@@ -381,18 +388,10 @@ def test_weights_tables_place_each_setting_in_its_tables():
 
 
 def test_eval_table6_reads_nestfuse_from_its_raw_file_and_ignores_a_local_checkpoint(data_root, tmp_path):
-    import pandas as pd
-
     from fusion_core.papers.msfam import experiment as exp
     from fusion_core.train import TrainedModel
 
-    stems = [p.stem for p in exp.test_set("eval").pairs]
-    raw = tmp_path / exp.UNCOMMITTED_DIR / "test"
-    raw.mkdir(parents=True)
-    rows = pd.DataFrame({"source": "nestfuse_seed0", "variant": "nestfuse", "seed": 0,
-                         "checkpoint": exp.UNCOMMITTED_NOTE, "stem": stems,
-                         **{m: 1.0 for m in exp.METRICS + exp.EXTRA_METRICS}})
-    rows.to_csv(raw / "nestfuse_seed0_nestfuse_avg.csv", index=False)
+    rows, path = _uncommitted_raw(tmp_path, "nestfuse", "nestfuse_avg")
     local = TrainedModel(path=tmp_path / "nestfuse_reduced_seed0.pt", paper="msfam", variant="nestfuse", seed=0,
                          protocol="reduced", checksum="0" * 16)
     assert exp.table6_models([local], "eval") == [] and exp.table6_models([local], "quick") == [local]
@@ -401,7 +400,7 @@ def test_eval_table6_reads_nestfuse_from_its_raw_file_and_ignores_a_local_checkp
     assert set(result.rows["source"]) == {"nestfuse_seed0"} and result.checks.empty
     table = exp.table6(result.rows).dropna(subset=["ours_mean"])
     assert set(table["method"]) == {"NestFuse"} and (table["ours_mean"] == 1.0).all()
-    rows.iloc[1:].to_csv(raw / "nestfuse_seed0_nestfuse_avg.csv", index=False)  # a pair short: no column
+    rows.iloc[1:].to_csv(path, index=False)  # a pair short: no column
     assert exp.raw_results([], "eval", tmp_path, verify=None, baselines=False).rows.empty
 
 
