@@ -61,7 +61,8 @@ def source_pairs(args) -> list:
 
 
 def cmd_fuse(args) -> int:
-    from .fuse import fuse_pairs, keep_freed_memory
+    from .fuse import fuse_pairs
+    from .memory import keep_freed_memory
     from .methods import resolve_weights
 
     pairs = source_pairs(args)

@@ -371,7 +371,7 @@ def compare_command(args) -> int:
     """CLI entry: check, compute (resumable), print the summary; Ctrl-C keeps every finished pair."""
     import time
 
-    from .fuse import keep_freed_memory
+    from .memory import keep_freed_memory
     from .metrics.cli import default_jobs
 
     if args.jobs is not None and args.jobs < 1:

@@ -296,18 +296,25 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         raise DataError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
 
 
-def read_array(path: str | os.PathLike) -> np.ndarray:
-    """Decoded pixels as stored: H×W or H×W×3, float64 in [0, 1]. 16-bit is scaled by 1/65535 (warned)."""
+def read_pixels(path: str | os.PathLike) -> np.ndarray:
+    """Decoded pixels as stored: H×W or H×W×3; 8-bit images as their uint8 levels, others float64 in [0, 1]
+    (16-bit scaled by 1/65535, warned). ``read_array`` of an 8-bit image is these levels / 255."""
     path = Path(path)
     image = _open(path)
     if image.mode in {"I;16", "I;16B", "I;16L", "I"}:
-        warnings.warn(f"{path}: 16-bit image scaled to [0, 1] by 1/65535", stacklevel=2)
+        warnings.warn(f"{path}: 16-bit image scaled to [0, 1] by 1/65535", stacklevel=3)
         return np.asarray(image, dtype=np.float64) / 65535.0
     if image.mode == "1":
         return np.asarray(image, dtype=np.float64)
     if image.mode in {"P", "RGBA", "LA"}:
         image = image.convert("RGB" if image.mode != "LA" else "L")
-    return np.asarray(image, dtype=np.float64) / 255.0
+    return np.array(image, dtype=np.uint8)  # writable (torch.from_numpy warns on a read-only array)
+
+
+def read_array(path: str | os.PathLike) -> np.ndarray:
+    """Decoded pixels as stored: H×W or H×W×3, float64 in [0, 1]. 16-bit is scaled by 1/65535 (warned)."""
+    pixels = read_pixels(path)
+    return pixels / 255.0 if pixels.dtype == np.uint8 else pixels
 
 
 def _is_grey(rgb: np.ndarray) -> bool:

@@ -1,8 +1,6 @@
 """Fuse folders of pairs with any registered method; colour visible images are fused on Y."""
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 from pathlib import Path
 from typing import Sequence
 
@@ -10,6 +8,7 @@ import torch
 from tqdm import tqdm
 
 from . import data
+from .memory import keep_freed_memory  # noqa: F401  (where fuse's callers found it)
 from .methods import Fuser, build_method
 
 
@@ -22,25 +21,6 @@ def fuse_images(fuser: Fuser, images: data.PairImages, device: str = "cpu") -> t
             f"{images.pair.name}: method returned shape {tuple(fused.shape)}, expected {tuple(images.ir.shape)}"
         )
     return fused.detach().float().cpu().clamp(0, 1)
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc keep freed memory for reuse instead of returning it to the kernel (a process-wide setting).
-
-    A learned method at 640×480 allocates and frees hundreds of 20–80 MB feature tensors per pair. glibc
-    serves each with a fresh ``mmap`` (anything above 32 MB always is) and unmaps it on free, so every
-    tensor is zero-filled page by page again: DIDFuse spent as much kernel time in page faults (4 M minor
-    faults, sys ≈ user) as in arithmetic. With mmap off and trimming raised, the heap is reused and the
-    faults vanish. Returns False where the C library is not glibc (nothing changed). Called by the
-    ``fuse`` command; a long-lived process that fuses little need not call it.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4
-    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
 
 def fuse_pairs(

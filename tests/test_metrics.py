@@ -504,6 +504,32 @@ def test_qabf_ties_follow_the_toolbox_code_summed_in_octaves_order_and_a_guard_s
     assert abs(other - BEFORE_SPEEDUP["li"]["Qabf"]) > 1e4 * BEFORE_SPEEDUP_REL * BEFORE_SPEEDUP["li"]["Qabf"]
 
 
+def test_qabf_sobel_takes_the_fast_filter_only_on_whole_numbers_and_it_gives_the_ordered_sums_bit_for_bit():
+    from fusion_core.metrics import gradient
+
+    fused, ir, vis = _before_speedup_crop()
+    for x in (_levels(fused), _levels(ir) * 255):  # grey levels, and VIFB's levels ×255
+        t = torch.tensor(x, dtype=torch.float64)[None]
+        fast = gradient._sobel_pair(t)
+        ordered = (gradient._conv2_same_in_order(t, gradient._SOBEL_X), gradient._conv2_same_in_order(t, gradient._SOBEL_Y))
+        assert all(torch.equal(a, b) for a, b in zip(fast, ordered))
+        assert not torch.equal(fast[0], fast[1])
+    # on [0, 1] values the sums round, so they keep Octave's order: a 3x3 correlation in row-major order differs
+    unit = torch.tensor(_levels(vis) / 255.0)[None]
+    assert not gradient._integral(unit)
+    ordered = gradient._conv2_same_in_order(unit, gradient._SOBEL_X)
+    assert torch.equal(gradient._sobel_pair(unit)[0], ordered)
+    row_major = torch.zeros_like(unit)
+    padded = torch.nn.functional.pad(unit, (1, 1, 1, 1))
+    h, w = unit.shape[-2:]
+    for r in range(3):
+        for c in range(3):
+            k = float(torch.flip(gradient._SOBEL_X, dims=(0, 1))[r, c])
+            if k:
+                row_major += k * padded[..., r:r + h, c:c + w]
+    assert not torch.equal(row_major, ordered)
+
+
 def test_qabf_and_nabf_on_unit_range_images_are_octaves_values_of_the_toolbox_code():
     root, _ = _vifb_root()
     from fusion_core.metrics._core import rgb2gray

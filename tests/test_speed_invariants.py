@@ -71,6 +71,47 @@ def test_columns_scored_together_equal_columns_scored_alone(dataset, stem):
             assert torch.equal(together[column], alone) or (together[column].isnan().all() and alone.isnan().all())
 
 
+@pytest.mark.parametrize("dataset,stem", [("tno42", "01"), ("vifb21", "labMan")])
+def test_scoring_the_stored_uint8_levels_equals_scoring_the_decoded_floats(dataset, stem):
+    # `score` hands the metrics the 8-bit levels as decoded (read_pixels), not levels / 255 (read_array): every
+    # convention, grey (stored as RGB) and colour, quantised or not, must give the same doubles
+    import numpy as np
+
+    pair = _pair(dataset, stem)
+    ir, vis = (data.read_pixels(path)[:168, :192] for path in (pair.ir, pair.vis))  # MS-SSIM needs > 160 px
+    assert ir.dtype == vis.dtype == np.uint8
+    fused = np.round(0.6 * (ir[..., None] if vis.ndim == 3 and ir.ndim == 2 else ir) + 0.4 * vis).astype(np.uint8)
+    for name, convention in CONVENTIONS.items():
+        columns = list(convention.columns)
+        levels = score(fused, ir, vis, columns, name)
+        floats = score(fused / 255.0, ir / 255.0, vis / 255.0, columns, name)
+        for column in columns:
+            same = torch.equal(levels[column], floats[column]) or bool(levels[column].isnan().all() and floats[column].isnan().all())
+            assert same, (name, column, float(levels[column][0]), float(floats[column][0]))
+
+
+def test_keep_freed_memory_stops_the_page_faults_of_reallocating_large_arrays():
+    # in a fresh interpreter each: 64 MB arrays allocated and freed five times fault their pages in again by
+    # default (glibc maps and unmaps them; at least once per 2 MB, the largest page the kernel may back them
+    # with), and fewer times than one array has 2 MB pages once freed memory is kept
+    import subprocess
+    import sys
+
+    code = ("import resource, sys, numpy as np\n"
+            "from fusion_core.memory import keep_freed_memory\n"
+            "kept = keep_freed_memory() if sys.argv[1] == 'keep' else None\n"
+            "np.ones(8 << 20)\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+            "for _ in range(5):\n    np.ones(8 << 20)\n"
+            "print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)")
+    runs = {mode: subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True)
+            .stdout.split() for mode in ("default", "keep")}
+    if runs["keep"][0] != "True":
+        pytest.skip("not glibc: keep_freed_memory changes nothing here")
+    huge_pages = (64 << 20) // (2 << 20)
+    assert int(runs["default"][1]) >= 5 * huge_pages and int(runs["keep"][1]) < huge_pages, runs
+
+
 def _plain_rule(rule, a: torch.Tensor, b: torch.Tensor, chunk: int = 8) -> torch.Tensor:
     """The rule on its whole-tensor path (what autograd runs: no plane loop, no interleaving, separate passes for
     the saliency and the channel attention), a few channels at a time to bound the memory: every step of the

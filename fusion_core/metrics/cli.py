@@ -85,7 +85,8 @@ def matched_triples(fused_dir, ir_dir=None, vis_dir=None, dataset: str | None = 
 # --------------------------------------------------------------------------- scoring
 
 def _read(path: Path) -> torch.Tensor:
-    t = torch.from_numpy(data.read_array(path))
+    """The image as stored (8-bit: uint8 levels, which :func:`score` reads as levels / 255), N×C×H×W."""
+    t = torch.from_numpy(data.read_pixels(path))
     return t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
 
 
@@ -189,6 +190,9 @@ def score_command(args) -> int:
     if unknown:  # before any work, with the names that exist
         raise ValueError(f"unknown metric {', '.join(map(repr, unknown))} for convention '{conv.name}'; its columns: "
                          f"{', '.join(conv.columns)}; other registered metrics: {', '.join(sorted(METRICS))}")
+    from ..memory import keep_freed_memory
+
+    keep_freed_memory()  # the metrics allocate and free many image-sized planes: reuse them (see there)
     start = time.perf_counter()
     triples, skipped = matched_triples(args.fused, args.ir, args.vis, args.dataset)
     rows = score_triples(triples, metrics, args.convention, args.device, args.jobs)

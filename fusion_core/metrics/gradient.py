@@ -41,6 +41,33 @@ def _conv2_same_in_order(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _integral(x: torch.Tensor) -> bool:
+    """Whether every value of ``x`` is a whole number of magnitude < 2⁴³ (so any 3×3 Sobel sum of them, in any order,
+    is exact in float64)."""
+    return bool(torch.equal(x, torch.floor(x))) and float(x.abs().max()) < 2.0 ** 43 if x.numel() else True
+
+
+def _sobel_pair(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``conv2(x, h, 'same')`` for the two Sobel kernels (x response, y response).
+
+    On whole numbers (grey levels, or levels ×255) every partial sum is an integer, exact in any order, so the
+    CPU takes OpenCV's ``filter2D`` (a correlation with the flipped kernel, zero border): the same doubles as the
+    ordered sum, 10× faster. Other values keep the ordered sum (:func:`_conv2_same_in_order`)."""
+    if x.device.type == "cpu" and x.dtype == torch.float64 and min(x.shape[-2:]) > 0 and _integral(x):
+        import cv2
+
+        src = np.ascontiguousarray(x.numpy())
+        outs = []
+        for kernel in (_SOBEL_X, _SOBEL_Y):
+            k = np.ascontiguousarray(torch.flip(kernel, dims=(0, 1)).numpy())
+            out = np.empty_like(src)
+            for plane, dst in zip(src.reshape(-1, *src.shape[-2:]), out.reshape(-1, *src.shape[-2:])):
+                cv2.filter2D(plane, -1, k, dst=dst, borderType=cv2.BORDER_CONSTANT)
+            outs.append(torch.from_numpy(out))
+        return outs[0], outs[1]
+    return _conv2_same_in_order(x, _SOBEL_X), _conv2_same_in_order(x, _SOBEL_Y)
+
+
 def to_toolbox_units(x: torch.Tensor, value_scale: float) -> torch.Tensor:
     """Grey levels in the toolbox's units: ``im2double`` divides by 255 (not a product with 1/255, which rounds
     differently), VIFB multiplies by 255; 1 returns ``x`` itself."""
@@ -102,11 +129,11 @@ def qabf(fused, ir, vis, value_scale: float = 1.0, equal_quirk: bool = True, wei
     features (OpenCV's SIMD dispatch, FMA) found 5 IR–F and 204 VIS–F of the 38 and 854 exact ties on the
     regression crop — the value moved by 2.7e-5 between two CPUs. The responses are therefore summed in
     GNU Octave's ``conv2`` order (:func:`_conv2_same_in_order`): the same ties on every CPU, and Octave's value
-    bit for bit (≤ 9e-16 on seven images). Deciding every exact tie instead would move Li's Qabf 2.7 % away from
+    bit for bit (≤ 9e-16 on seven images); on whole numbers a faster filter gives the same doubles
+    (:func:`_sobel_pair`). Deciding every exact tie instead would move Li's Qabf 2.7 % away from
     Octave on that crop: the toolbox, evaluated in floating point, does not see most of them.
     """
-    sobel = [(_conv2_same_in_order(x, _SOBEL_X), _conv2_same_in_order(x, _SOBEL_Y))
-             for x in (to_toolbox_units(p, value_scale) for p in (fused, ir, vis))]
+    sobel = [_sobel_pair(to_toolbox_units(p, value_scale)) for p in (fused, ir, vis)]
     num = den = torch.zeros(fused.shape[0], dtype=fused.dtype, device=fused.device)
     for rows in row_strips(fused):
         (g_f, a_f), (g_a, a_a), (g_b, a_b) = (strength_orientation(sx[..., rows, :], sy[..., rows, :])

@@ -1,6 +1,7 @@
 """``score(fused, ir, vis, metrics, convention)``: images in, one value per image and column out.
 
-Images are tensors N×C×H×W (C = 1 or 3) or arrays H×W / H×W×3, in [0, 1]. They become float64 grey-level
+Images are tensors N×C×H×W (C = 1 or 3) or arrays H×W / H×W×3, in [0, 1] (or uint8 levels v standing for
+v / 255, as 8-bit files decode: the same values, without the float round trip). They become float64 grey-level
 planes (0..255) following the convention (quantisation, grey conversion or per-channel evaluation), once
 per call and colour mode; each column's metric runs batched on them, and per-channel values are averaged.
 """
@@ -25,12 +26,17 @@ def _as_batch(image, name: str, device) -> torch.Tensor | None:
         t = t.permute(2, 0, 1)[None] if t.shape[-1] in (1, 3) and t.shape[0] not in (1, 3) else t[None]
     if t.dim() != 4 or t.shape[1] not in (1, 3):
         raise ValueError(f"{name}: expected N×C×H×W with C = 1 or 3 (or H×W[×3]), got shape {tuple(t.shape)}")
-    return t.to(device=device, dtype=torch.float64)
+    return t.to(device=device) if t.dtype == torch.uint8 else t.to(device=device, dtype=torch.float64)
 
 
 def _levels(t: torch.Tensor | None, quantize: bool) -> torch.Tensor | None:
+    """Grey levels (×255) of an image in [0, 1], rounded if ``quantize``. A uint8 image holds 8-bit levels v
+    standing for v / 255, whose levels are v itself either way: (v / 255) · 255 = v exactly in float64 for all
+    256 values, so rounding changes nothing (tests/test_speed_invariants.py compares the two paths)."""
     if t is None:
         return None
+    if t.dtype == torch.uint8:
+        return t.to(torch.float64)
     t = t * 255.0
     return t.clamp_(0, 255).add_(0.5).floor_() if quantize else t
 
