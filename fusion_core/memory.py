@@ -12,7 +12,7 @@ def keep_freed_memory() -> bool:
     tensor is zero-filled page by page again: DIDFuse spent as much kernel time in page faults (4 M minor
     faults, sys ≈ user) as in arithmetic. With mmap off and trimming raised, the heap is reused and the
     faults vanish. ``score`` is the same story at a smaller scale: each metric allocates and frees 3.5 MB
-    float64 planes (a 576×768 image), and the fault time was 20 % of its run (sys 2.5 s of 17 s on 42 pairs
+    float64 planes (a 576×768 image), and the fault time was 15 % of its run (sys 2.5 s of 17 s on 42 pairs
     scored nine times over; 0.35 s with this setting). Returns False where the C library is not glibc (nothing
     changed). Called by the ``fuse``, ``score`` and ``compare`` commands; a long-lived process that does
     little of either need not call it.
