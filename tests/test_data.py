@@ -81,6 +81,28 @@ def test_sixteen_bit_images_are_scaled_with_a_warning(tmp_path):
     assert torch.allclose(grey, torch.ones_like(grey))
 
 
+def test_read_pixels_keeps_8_bit_levels_and_read_array_is_them_over_255(tmp_path):
+    rng = np.random.default_rng(2)
+    grey = rng.integers(0, 256, (6, 7)).astype(np.uint8)
+    rgb = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
+    images = {"grey.png": Image.fromarray(grey), "rgb.png": Image.fromarray(rgb),
+              "palette.png": Image.fromarray(rgb).convert("P"), "alpha.png": Image.fromarray(rgb).convert("RGBA"),
+              "grey_alpha.png": Image.fromarray(grey).convert("LA")}
+    for name, image in images.items():
+        image.save(tmp_path / name)
+        pixels = data.read_pixels(tmp_path / name)
+        assert pixels.dtype == np.uint8 and pixels.flags.writeable, name
+        assert np.array_equal(data.read_array(tmp_path / name), pixels / 255.0), name
+    assert np.array_equal(data.read_pixels(tmp_path / "grey.png"), grey)
+    assert np.array_equal(data.read_pixels(tmp_path / "alpha.png"), rgb)
+    Image.fromarray(np.full((8, 8), 65535, dtype=np.uint16)).save(tmp_path / "deep.png")
+    with pytest.warns(UserWarning, match="16-bit"):
+        assert data.read_pixels(tmp_path / "deep.png").dtype == np.float64
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(data.DataError, match=r"broken\.png: not a readable image"):
+        data.read_pixels(tmp_path / "broken.png")
+
+
 def test_missing_partner_names_the_file(tmp_path):
     (tmp_path / "ir").mkdir(), (tmp_path / "vis").mkdir()
     grey = np.zeros((4, 4), np.uint8)
