@@ -170,14 +170,34 @@ def test_quick_raw_results_carry_the_paper_labels(data_root, tmp_path):
     assert len(result.rows) == 4 and result.checks.empty
 
 
+def test_table4_competitors_are_scored_rows_labelled_with_the_paper_row_and_no_rule(data_root, tmp_path):
+    from fusion_core import report
+    from fusion_core.papers.res2netfuse import experiment as exp
+
+    result = exp.raw_results([_committed()], "quick", tmp_path, competitors=True)
+    assert (tmp_path / "raw" / "test" / "dchwt.csv").is_file()
+    dchwt = result.rows[result.rows["source"] == "dchwt"]
+    assert len(dchwt) == 2 and set(dchwt["model"]) == {"DCHWT"} and dchwt["strategy"].isna().all()
+    runs = exp.per_run_means(result.rows, "IV", model_names={"Res2NetFuse_1": "Res2NetFuse"})
+    assert set(runs["method"]) == {"DCHWT", "Res2NetFuse/l1", "Res2NetFuse/mean"}
+    table = report.side_by_side(report.load_reported(exp.PAPER).query("table == 'IV'"), report.summarise(runs))
+    cells = table[(table["method"] == "DCHWT") & table["ours_mean"].notna()]
+    assert set(exp.METRICS) <= set(cells["metric"]) and cells["reported"].notna().sum() == len(exp.METRICS)
+    mean_en = float(cells.loc[cells["metric"] == "EN", "ours_mean"].iloc[0])
+    assert mean_en == pytest.approx(dchwt["EN"].mean(), rel=1e-12)  # the mean over the pairs, not another row's
+    assert "dchwt" not in set(exp.raw_results([_committed()], "quick", tmp_path).rows["source"])  # Table II: models only
+
+
 @pytest.mark.slow
 def test_eval_verifies_the_committed_raw_files(data_root):
+    from fusion_core import engine
     from fusion_core.papers.res2netfuse import experiment as exp
     from fusion_core.report import results_dir
 
-    result = exp.raw_results([_committed()], "eval", results_dir(exp.PAPER, "eval"))
-    assert result.missing == [] and len(result.rows) == 2 * 20
-    assert list(result.checks["rule"]) == ["l1", "mean_code"] and result.ok, result.checks
+    result = exp.raw_results([_committed()], "eval", results_dir(exp.PAPER, "eval"), competitors=True)
+    assert result.missing == [] and len(result.rows) == 3 * 20  # two rules of the model, and DCHWT
+    assert list(zip(result.checks["source"], result.checks["rule"])) == [
+        ("single_seed0", "l1"), ("single_seed0", "mean_code"), ("dchwt", engine.NO_RULE)] and result.ok, result.checks
 
 
 def test_recon_verification_uses_the_engine_table(data_root, tmp_path):

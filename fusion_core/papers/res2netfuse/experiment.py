@@ -73,18 +73,52 @@ def sources(models: Sequence[TrainedModel], device: str = "cpu") -> list[engine.
             for m in models]
 
 
+# Table IV's competitors that fusion_core can run (paper row label → registered method); the other rows (JSR, JSRSD,
+# DenseFuse, FusionGAN, MSDNet) have no code, weights or fused images offline and stay reported only.
+COMPETITOR_METHODS = {"DCHWT": "dchwt"}
+
+
+def competitor_sources() -> list[engine.Source]:
+    """One source per computable competitor of Table IV (classical re-implementations: no weights, no rule)."""
+    return [engine.method_source(method) for method in COMPETITOR_METHODS.values()]
+
+
 def raw_results(models: Sequence[TrainedModel], profile: str, out: Path, verify: str | None = "sample",
-                device: str = "cpu") -> engine.RawResults:
+                device: str = "cpu", competitors: bool = False) -> engine.RawResults:
     """Per-image rows of every model × rule on the test set (quick/full compute what is missing; eval reads and
-    re-fuses ``verify``'s sample), with the paper's labels added: ``model`` (row) and ``strategy`` (l1, mean)."""
+    re-fuses ``verify``'s sample), with the paper's labels added: ``model`` (row) and ``strategy`` (l1, mean).
+
+    ``competitors``: also :data:`COMPETITOR_METHODS` (``model`` = the paper's row label, no strategy); under
+    eval their committed raw files are read and re-fused like the models' (:func:`compute_competitors` writes
+    them)."""
     computing = profile != "eval"
-    result = engine.collect(sources(models, device), [test_set(profile)], list(RULES.values()),
-                            metrics=METRICS + EXTRA_METRICS, convention=CONVENTION, out=out, compute=computing,
-                            verify=None if computing else verify)
+    collect = dict(metrics=METRICS + EXTRA_METRICS, convention=CONVENTION, out=out, compute=computing,
+                   verify=None if computing else verify)
+    result = engine.collect(sources(models, device), [test_set(profile)], list(RULES.values()), **collect)
     paper_rule = {ours: label for label, ours in RULES.items()}
     result.rows = result.rows.assign(model=result.rows["variant"].map(ROW_LABELS),
                                      strategy=result.rows["rule"].map(paper_rule))
-    return result
+    if not competitors:
+        return result
+    extra = engine.collect(competitor_sources(), [test_set(profile)], [None], **collect)
+    label = {method: row for row, method in COMPETITOR_METHODS.items()}
+    rows = extra.rows.assign(model=extra.rows["source"].map(label), strategy=None) if len(extra.rows) else extra.rows
+    return engine.RawResults(pd.concat([result.rows, rows], ignore_index=True),
+                             pd.concat([c for c in (result.checks, extra.checks) if len(c)] or [result.checks],
+                                       ignore_index=True),
+                             result.missing + extra.missing)
+
+
+def compute_competitors(out: Path | None = None) -> list[Path]:
+    """Write the raw files of Table IV's computable competitors on the whole test set (what eval reads), where
+    missing; nothing is trained. Returns the files."""
+    from ...report import RESULTS_ROOT
+
+    out = Path(out) if out is not None else RESULTS_ROOT / PAPER
+    dataset, competitors = test_set("eval"), competitor_sources()
+    engine.collect(competitors, [dataset], [None], metrics=METRICS + EXTRA_METRICS, convention=CONVENTION, out=out,
+                   compute=True)
+    return [engine.raw_path(out, source, dataset.role, None) for source in competitors]
 
 
 def profile_line(profile: str, models: Sequence[TrainedModel], device: str) -> dict:
@@ -123,10 +157,12 @@ def shown(models: Sequence[TrainedModel], seed: int) -> dict[str, TrainedModel]:
 def per_run_means(raw: pd.DataFrame, table: str, dataset: str = "TNO-20", model_names=None) -> pd.DataFrame:
     """Long form (table, dataset, method, metric, value) with one value per seed: the mean over images."""
     metrics = [m for m in METRICS + EXTRA_METRICS if m in raw.columns]
-    means = raw.groupby(["model", "strategy", "seed"])[metrics].mean().reset_index()
-    long = means.melt(id_vars=["model", "strategy", "seed"], value_vars=metrics, var_name="metric")
+    keys = ["model", "strategy", "seed"]
+    means = raw.reindex(columns=keys + metrics).groupby(keys, dropna=False)[metrics].mean().reset_index()
+    long = means.melt(id_vars=keys, value_vars=metrics, var_name="metric")
     names = model_names or {}
-    long["method"] = long["model"].map(lambda m: names.get(m, m)) + "/" + long["strategy"]
+    model = long["model"].map(lambda m: names.get(m, m))
+    long["method"] = model.where(long["strategy"].isna(), model + "/" + long["strategy"])  # competitors: no rule
     return long.assign(table=table, dataset=dataset)[["table", "dataset", "method", "metric", "seed", "value"]]
 
 
@@ -334,3 +370,26 @@ def recon_examples_figure(models: dict[str, TrainedModel], profile: str, title: 
             rows.append([image] + [postprocess(net(image * 255.0)) for net in nets])
     labels = {"single": "Res2NetFuse_1", "many": "R2N_many (80000 substitute)"}
     return image_grid(rows, [p.name for p in shown_images], ["input", *(labels[v] for v in models)], title=title)
+
+
+# --------------------------------------------------------------------------- command line
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m fusion_core.papers.{PAPER}.experiment",
+                                     description="competitors: raw files of Table IV's computable competitors "
+                                                 f"({', '.join(COMPETITOR_METHODS)}) on the 20 test pairs, where "
+                                                 "missing (what the eval profile reads); trains nothing")
+    sub = parser.add_subparsers(dest="command", required=True)
+    competitors = sub.add_parser("competitors")
+    competitors.add_argument("--out", default=None, help="results folder (default: results/res2netfuse)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    for path in compute_competitors(args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
