@@ -9,6 +9,7 @@ import torch
 
 from fusion_core import data, engine, report
 from fusion_core.papers.didfuse import experiment as exp
+from fusion_core.report import results_dir
 from fusion_core.papers.didfuse import sources
 from fusion_core.papers.didfuse.model import TABLE3_RULES, DIDFuse, load_checkpoint
 from fusion_core.papers.didfuse.train import ABLATIONS
@@ -138,6 +139,38 @@ def test_table5_puts_both_readings_next_to_the_papers_didfuse():
     assert exp.HEADLINE in exp.READINGS and exp.READINGS[exp.HEADLINE] == "sum"
 
 
+def test_table5_puts_our_nestfuse_next_to_the_papers_nestfuse_with_its_note():
+    reported, values = _paper_tno("Nestfuse")
+    rows = (_raw_rows("base_seed0", "base", 0, "sum", "test_tno", [3.0] * 6)
+            + _raw_rows(sources.NESTFUSE_KEY, "nestfuse", 0, sources.NESTFUSE_RULE, "test_tno", values))
+    table = exp.table5(pd.DataFrame(rows), reported)
+    nest = table[(table["dataset"] == "TNO") & (table["method"] == exp.NESTFUSE_ROW)]
+    assert len(nest) == 6 and (nest["delta_pct"].abs() < 1e-9).all() and (nest["n"] == 1).all()
+    assert set(nest["ours_note"]) == {exp.NESTFUSE_NOTE} and "not committed" in exp.NESTFUSE_NOTE
+    assert table[(table["dataset"] == "FLIR") & (table["method"] == exp.NESTFUSE_ROW)]["ours_mean"].isna().all()
+    assert exp.NESTFUSE_ROW not in set(exp.fidelity_rows(table, "code")["method"])  # not DIDFuse's fidelity
+    wide = exp.wide5(table, reported)
+    column = f"{exp.NESTFUSE_ROW} (ours: MSFAM's reduced training, checkpoint not committed)"
+    assert wide.loc[wide["dataset"] == "TNO", column].tolist() == [f"{v:.3f} (n=1)" for v in values]
+
+
+def test_nestfuse_rows_are_read_only_when_every_set_is_complete(tmp_path, small_sets):
+    datasets = [exp.data_set(role, "eval") for role in exp.TEST_SETS]
+    assert sources.nestfuse_rows(tmp_path, datasets, exp.RAW_METRICS) is None  # nothing committed
+    for dataset in datasets:
+        folder = tmp_path / "raw_uncommitted" / dataset.role
+        folder.mkdir(parents=True)
+        rows = [{"source": sources.NESTFUSE_KEY, "rule": sources.NESTFUSE_RULE, "role": dataset.role, "stem": p.stem,
+                 **{m: 1.0 for m in exp.RAW_METRICS}} for p in dataset.pairs]
+        pd.DataFrame(rows).to_csv(folder / f"{sources.NESTFUSE_KEY}_{sources.NESTFUSE_RULE}.csv", index=False)
+    found = sources.nestfuse_rows(tmp_path, datasets, exp.RAW_METRICS)
+    assert found is not None and len(found) == 3 * len(SMALL)
+    assert exp.nestfuse_raw("eval", tmp_path) is not None and exp.nestfuse_raw("quick", tmp_path) is None
+    last = tmp_path / "raw_uncommitted" / "test_nir" / f"{sources.NESTFUSE_KEY}_{sources.NESTFUSE_RULE}.csv"
+    pd.read_csv(last).iloc[:1].to_csv(last, index=False)  # one set incomplete: nothing read
+    assert sources.nestfuse_rows(tmp_path, datasets, exp.RAW_METRICS) is None
+
+
 def test_conventions5_counts_cells_within_5_percent_before_and_after_the_calibration():
     reported, values = _paper_tno()
     _, tsifvs = _paper_tno("TSIFVS")
@@ -252,3 +285,11 @@ def test_the_didfuse_method_as_an_engine_source_encodes_each_pair_once(small_set
     fused = source.fuse(engine.DataSet("test_tno", small_sets, (48, 48)).images(small_sets[0]), ["ave", "sum"])
     assert sorted(fused) == ["ave", "sum"] and len(encodings) == 2  # IR and VIS once, for both rules
     assert all(0 <= float(f.min()) and float(f.max()) <= 1 for f in fused.values())
+
+
+def test_eval_reads_the_committed_nestfuse_rows_of_every_test_set(data_root):
+    rows = exp.nestfuse_raw("eval", results_dir(exp.PAPER, "eval"))
+    assert rows is not None, "results/didfuse/raw_uncommitted/: NestFuse's committed rows missing or incomplete"
+    sizes = {role: len(data.load_split(exp.PAPER, role)) for role in exp.TEST_SETS}
+    assert rows.groupby("role").size().to_dict() == sizes
+    assert (rows["source"] == sources.NESTFUSE_KEY).all() and rows["checkpoint"].str.contains("not committed").all()

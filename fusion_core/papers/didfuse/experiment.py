@@ -23,6 +23,7 @@ Command line (resumable; one process, ``--threads 1`` on a shared CPU)::
         --sets test_tno,test_flir,test_nir --rules sal+cam --threads 1
     python -m fusion_core.papers.didfuse.experiment raw --variant released --sets test_tno --rules sum,sal+cam
     python -m fusion_core.papers.didfuse.experiment raw --variant tif --sets test_tno,test_flir,test_nir
+    python -m fusion_core.papers.didfuse.experiment raw --variant nestfuse --threads 1   # after MSFAM's NestFuse
 """
 from __future__ import annotations
 
@@ -76,6 +77,9 @@ TABLE5_METHODS = ["FusionGAN", "DenseFuse", "ImageFuse", "DeepFuse", "TSIFVS", "
 BASE = "base"  # the un-ablated model
 ABLATIONS = [v for v in VARIANTS if v != BASE]
 BASELINES = {"tif": "TSIFVS"}  # our classical re-implementations of Table V competitors
+NESTFUSE_ROW = "Nestfuse"  # Table V's Nestfuse column, ours: the NestFuse trained for MSFAM (sources.nestfuse_source)
+NESTFUSE_NOTE = ("ours: NestFuse trained by us for MSFAM (reduced CPU protocol, MSFAM's substitute data, "
+                 "nestfuse_avg), read from raw_uncommitted/: checkpoint not committed, not re-fused")
 N_PAPER = {"III": 25, "IV": 25, "fig6": 20}  # trainings the paper averaged
 QUICK_CROP, QUICK_PAIRS = (96, 96), 2  # the quick profile's evaluation: the first two pairs of a split, top-left 96²
 
@@ -180,10 +184,29 @@ def table5_raw(models: Sequence[TrainedModel], profile: str, out: Path, verify: 
     (:data:`READINGS`), the released images and the classical baselines."""
     rules = list(READINGS.values())
     references = reference_sources(device)
-    return merge([
+    merged = merge([
         raw_results(model_sources(models, device), list(TEST_SETS), rules, profile, out, verify),
         raw_results(references["released"], list(TEST_SETS), rules, profile, out, verify),
         raw_results(references["rule-less"], list(TEST_SETS), [None], profile, out, verify)])
+    nestfuse = nestfuse_raw(profile, out, device)
+    if nestfuse is not None:
+        merged.rows = pd.concat([merged.rows, nestfuse], ignore_index=True)
+    return merged
+
+
+def nestfuse_raw(profile: str, out: Path, device: str = "cpu") -> pd.DataFrame | None:
+    """Table V's Nestfuse rows (:func:`.sources.nestfuse_source`): eval reads the committed files in
+    ``raw_uncommitted/`` (never re-fused: the checkpoint is not committed); full computes what is missing where
+    this machine has the checkpoint; quick has none, so that its output does not depend on the machine."""
+    datasets = [data_set(role, profile) for role in TEST_SETS]
+    if profile == "eval":
+        return src.nestfuse_rows(out, datasets, RAW_METRICS)
+    source = src.nestfuse_source(device) if profile == "full" else None
+    if source is None:
+        return None
+    result = engine.collect([source], datasets, [src.NESTFUSE_RULE], metrics=RAW_METRICS, convention=CONVENTION,
+                            out=out, compute=True)
+    return result.rows
 
 
 def write_verification(result: engine.RawResults, out: Path, name: str, run: dict) -> str:
@@ -253,6 +276,7 @@ def table5(raw: pd.DataFrame, reported: pd.DataFrame, convention: str = CONVENTI
         for method, name in BASELINES.items():
             runs.append(_long(at[at["source"] == method], "V", dataset, name))
         runs.append(_long(at[at["source"] == "released_images"], "V", dataset, "DIDFuse-IJCAI released images"))
+        runs.append(_long(at[at["source"] == src.NESTFUSE_KEY], "V", dataset, NESTFUSE_ROW))
         for rule in READINGS.values():
             runs.append(_long(at[(at["source"] == "released") & (at["rule"] == rule)], "V", dataset,
                               f"DIDFuse-IJCAI weights + {rule}"))
@@ -281,6 +305,8 @@ def _note5(row) -> str:
         return "ours-reimpl. (fusion_core.classical)"
     if row["method"].endswith("released images"):
         return "authors' released images, scored by us"
+    if row["method"] == NESTFUSE_ROW:
+        return NESTFUSE_NOTE
     return "authors' released weights, fused by us"
 
 
@@ -331,7 +357,8 @@ def wide5(table: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
     wide = wide.rename(columns=lambda m: f"{m} (reported)")
     ours = table.dropna(subset=["ours_mean"])
     labels = {"TSIFVS": "TSIFVS (ours-reimpl. tif)", **{ours_name(r): f"{ours_name(r)} [{r} reading]" for r in READINGS},
-              "DIDFuse-IJCAI released images": "DIDFuse-IJCAI released images (scored by us)"}
+              "DIDFuse-IJCAI released images": "DIDFuse-IJCAI released images (scored by us)",
+              NESTFUSE_ROW: f"{NESTFUSE_ROW} (ours: MSFAM's reduced training, checkpoint not committed)"}
     first = [ours_name(r) for r in (HEADLINE, *(r for r in READINGS if r != HEADLINE))]
     for method in sorted(set(ours["method"]), key=lambda m: (first.index(m) if m in first else len(first),
                                                               m == "TSIFVS", m)):
@@ -703,6 +730,9 @@ def _sources(variant: str, profile: str, seeds: Sequence[int] | None, protocol: 
         return reference_sources()["released"]
     if variant == "released_images":
         return [src.released_images_source()]
+    if variant == "nestfuse":
+        found = src.nestfuse_source()
+        return [found] if found is not None else []
     if variant in (*VARIANTS, "full"):
         config = plan(profile, protocol)
         models = discover(checkpoint_dir or config.checkpoint_dir, config.protocol)
@@ -735,9 +765,12 @@ def _raw(args) -> int:
         print(f"error: no complete {config.protocol} '{args.variant}' model (seeds {seeds}) in "
               f"{args.checkpoints or config.checkpoint_dir}", file=sys.stderr)
         return 2
-    rules = [r.strip() for r in args.rules.split(",")] if args.rules else [PAPER_RULE]
-    for rule in rules:
-        get_rule(rule, paper=PAPER)  # unknown names fail before any work
+    if args.variant == "nestfuse":  # NestFuse fuses with its own rule (Table V's column, MSFAM's setting)
+        rules = [src.NESTFUSE_RULE]
+    else:
+        rules = [r.strip() for r in args.rules.split(",")] if args.rules else [PAPER_RULE]
+        for rule in rules:
+            get_rule(rule, paper=PAPER)  # unknown names fail before any work
     log = lambda m: print(time.strftime("%H:%M:%S"), m, flush=True)  # noqa: E731
     for source in sources:
         for role in args.sets.split(","):
@@ -761,7 +794,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="training protocol of the checkpoints: reduced (committed CPU models, raw/) or paper "
                             "(raw_paper/); ignored by --profile quick (--model-profile: the old name; full = paper)")
     raw.add_argument("--variant", required=True,
-                     help=f"{', '.join(VARIANTS)}, released, released_images, or a classical method (e.g. tif)")
+                     help=f"{', '.join(VARIANTS)}, released, released_images, nestfuse (MSFAM's locally trained "
+                          "NestFuse, into raw_uncommitted/), or a classical method (e.g. tif)")
     raw.add_argument("--seeds", help="comma-separated seeds of a trained variant (default: every complete one)")
     raw.add_argument("--sets", default="test_tno,test_flir,test_nir", help="split roles, comma-separated")
     raw.add_argument("--rules", "--strategies", help=f"fusion rules, comma-separated (default {PAPER_RULE}; "

@@ -90,3 +90,37 @@ def released_images_source() -> engine.Source:
 def baseline_source(method: str, device: str = "cpu") -> engine.Source:
     """A classical method of :mod:`fusion_core.classical` (no weights: the checksum is the method name)."""
     return dataclasses.replace(engine.method_source(method, device=device), labels={"variant": method, "seed": -1})
+
+
+# Table V's Nestfuse column: the NestFuse trained here for MSFAM (reduced CPU protocol, MSFAM's substitute data),
+# whose checkpoint is not committed (tree budget). Its rows live in raw_uncommitted/ and say so in every row.
+NESTFUSE_KEY, NESTFUSE_RULE = "nestfuse_seed0", "nestfuse_avg"
+
+
+def nestfuse_source(device: str = "cpu") -> engine.Source | None:
+    """The locally trained NestFuse (``checkpoints/msfam/nestfuse_reduced_seed0.pt``) as a source writing to
+    ``raw_uncommitted/`` with MSFAM's note in every row, or None where this machine has not trained it."""
+    from ..msfam import experiment as msfam
+    from ..msfam import train as msfam_train
+
+    models = [m for m in msfam_train.discover(msfam_train.CHECKPOINT_DIR, "reduced", ["nestfuse"]) if m.seed == 0]
+    return msfam.variant_source(models[0], device) if models else None
+
+
+def nestfuse_rows(out: str | Path, datasets: Sequence[engine.DataSet], metrics: Sequence[str]):
+    """The committed NestFuse rows of ``datasets`` (raw_uncommitted/), or None unless every set's file is complete
+    (its pairs, these metrics): what eval reads, without re-fusing (the checkpoint is not committed)."""
+    import pandas as pd
+
+    from ..msfam.experiment import UNCOMMITTED_DIR
+
+    frames = []
+    for dataset in datasets:
+        path = Path(out) / UNCOMMITTED_DIR / dataset.role / f"{NESTFUSE_KEY}_{NESTFUSE_RULE}.csv"
+        if not path.is_file():
+            return None
+        rows = engine.read_raw(path)
+        if set(rows["stem"]) != {p.stem for p in dataset.pairs} or not all(m in rows.columns for m in metrics):
+            return None
+        frames.append(rows)
+    return pd.concat(frames, ignore_index=True)
