@@ -330,6 +330,15 @@ class RawResults:
         return "\n".join(lines)
 
 
+def merge(results: Sequence[RawResults]) -> RawResults:
+    """Several :func:`collect` results as one: rows, verification rows and missing files, in call order."""
+    rows = [r.rows for r in results if len(r.rows)]
+    checks = [r.checks for r in results if len(r.checks)]
+    return RawResults(pd.concat(rows, ignore_index=True) if rows else results[0].rows,
+                      pd.concat(checks, ignore_index=True) if checks else results[0].checks,
+                      [path for r in results for path in r.missing])
+
+
 def collect(sources: Sequence[Source], datasets: Sequence[DataSet], rules: Sequence[str | None], *,
             metrics: Sequence[str], convention: str, out: str | Path, compute: bool,
             verify: str | None = "sample", log: Callable[[str], None] | None = None) -> RawResults:

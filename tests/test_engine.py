@@ -164,3 +164,16 @@ def test_relative_difference_is_relative_to_the_stored_value():
 def test_unknown_verify_policy_is_named(tno):
     with pytest.raises(ValueError, match="verify 'some'"):
         tno.sample("some")
+
+
+def test_merge_joins_results_in_call_order():
+    def result(source, missing, ok=True):
+        rows = pd.DataFrame({"source": [source], "EN": [1.0]})
+        checks = pd.DataFrame([{"source": source, "role": "r", "rule": "-", "stem": "01", "max_rel_diff": 0.0, "ok": ok}])
+        return engine.RawResults(rows, checks, missing)
+
+    empty = engine.RawResults(pd.DataFrame(), pd.DataFrame(columns=engine.CHECK_COLUMNS), [])
+    merged = engine.merge([result("b", ["x.csv"]), empty, result("a", [], ok=False)])
+    assert list(merged.rows["source"]) == ["b", "a"] and list(merged.checks["source"]) == ["b", "a"]
+    assert merged.missing == ["x.csv"] and not merged.ok
+    assert engine.merge([empty]).rows.empty and engine.merge([empty]).ok

@@ -169,22 +169,13 @@ def raw_results(sources: Sequence[engine.Source], roles: Sequence[str], rules: S
                           log=log)
 
 
-def merge(results: Sequence[engine.RawResults]) -> engine.RawResults:
-    """Several :func:`raw_results` calls as one: rows, verification rows and missing files, in call order."""
-    rows = [r.rows for r in results if len(r.rows)]
-    checks = [r.checks for r in results if len(r.checks)]
-    return engine.RawResults(pd.concat(rows, ignore_index=True) if rows else results[0].rows,
-                             pd.concat(checks, ignore_index=True) if checks else results[0].checks,
-                             [path for r in results for path in r.missing])
-
-
 def table5_raw(models: Sequence[TrainedModel], profile: str, out: Path, verify: str | None = "sample",
                device: str = "cpu") -> engine.RawResults:
     """Table V's rows on the test sets: every base model and the released weights with the rule of each reading
     (:data:`READINGS`), the released images and the classical baselines."""
     rules = list(READINGS.values())
     references = reference_sources(device)
-    merged = merge([
+    merged = engine.merge([
         raw_results(model_sources(models, device), list(TEST_SETS), rules, profile, out, verify),
         raw_results(references["released"], list(TEST_SETS), rules, profile, out, verify),
         raw_results(references["rule-less"], list(TEST_SETS), [None], profile, out, verify)])

@@ -102,11 +102,9 @@ def raw_results(models: Sequence[TrainedModel], profile: str, out: Path, verify:
         return result
     extra = engine.collect(competitor_sources(), [test_set(profile)], [None], **collect)
     label = {method: row for row, method in COMPETITOR_METHODS.items()}
-    rows = extra.rows.assign(model=extra.rows["source"].map(label), strategy=None) if len(extra.rows) else extra.rows
-    return engine.RawResults(pd.concat([result.rows, rows], ignore_index=True),
-                             pd.concat([c for c in (result.checks, extra.checks) if len(c)] or [result.checks],
-                                       ignore_index=True),
-                             result.missing + extra.missing)
+    if len(extra.rows):
+        extra.rows = extra.rows.assign(model=extra.rows["source"].map(label), strategy=None)
+    return engine.merge([result, extra])
 
 
 def compute_competitors(out: Path | None = None) -> list[Path]:
