@@ -193,19 +193,22 @@ def read_raw(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"stem": str, "checksum": str, "rule": str})
 
 
-def complete_rows(path: Path, pairs: Sequence[data.Pair], checksum: str, metrics: Sequence[str] = (),
+def complete_rows(path: Path, pairs: Sequence[data.Pair], checksum: str | None, metrics: Sequence[str] = (),
                   convention: str | None = None) -> pd.DataFrame | None:
     """The file's rows when it holds exactly the set's pairs, all from the weights ``checksum``, with every column
     of ``metrics``, scored under ``convention`` (checked where the file records it: files from before the
     ``convention`` column are taken as they are, and the eval profile's re-fused sample still compares their
-    values); None when it does not (or does not exist). One read: :func:`collect` keeps the frame."""
+    values); None when it does not (or does not exist). One read: :func:`collect` keeps the frame.
+
+    ``checksum`` None: any one checksum, the same on every row (the rows of weights that are not here to hash,
+    e.g. a checkpoint too large to commit, read as committed)."""
     if not path.is_file():
         return None
     frame = read_raw(path)
     same_convention = convention is None or "convention" not in frame or bool((frame["convention"] == convention).all())
+    same_weights = frame["checksum"].nunique() == 1 if checksum is None else bool((frame["checksum"] == checksum).all())
     complete = (len(frame) == len(pairs) and set(frame["stem"]) == {p.stem for p in pairs}
-                and bool((frame["checksum"] == checksum).all()) and set(metrics) <= set(frame.columns)
-                and same_convention)
+                and same_weights and set(metrics) <= set(frame.columns) and same_convention)
     return frame if complete else None
 
 

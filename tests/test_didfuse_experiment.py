@@ -156,19 +156,20 @@ def test_table5_puts_our_nestfuse_next_to_the_papers_nestfuse_with_its_note():
 
 def test_nestfuse_rows_are_read_only_when_every_set_is_complete(tmp_path, small_sets):
     datasets = [exp.data_set(role, "eval") for role in exp.TEST_SETS]
-    assert sources.nestfuse_rows(tmp_path, datasets, exp.RAW_METRICS) is None  # nothing committed
+    assert sources.nestfuse_rows(tmp_path, datasets, exp.RAW_METRICS, exp.CONVENTION) is None  # nothing committed
     for dataset in datasets:
         folder = tmp_path / "raw_uncommitted" / dataset.role
         folder.mkdir(parents=True)
         rows = [{"source": sources.NESTFUSE_KEY, "rule": sources.NESTFUSE_RULE, "role": dataset.role, "stem": p.stem,
-                 **{m: 1.0 for m in exp.RAW_METRICS}} for p in dataset.pairs]
+                 **{m: 1.0 for m in exp.RAW_METRICS}, "checksum": "b45f5a5babef443f", "convention": exp.CONVENTION}
+                for p in dataset.pairs]
         pd.DataFrame(rows).to_csv(folder / f"{sources.NESTFUSE_KEY}_{sources.NESTFUSE_RULE}.csv", index=False)
-    found = sources.nestfuse_rows(tmp_path, datasets, exp.RAW_METRICS)
+    found = sources.nestfuse_rows(tmp_path, datasets, exp.RAW_METRICS, exp.CONVENTION)
     assert found is not None and len(found) == 3 * len(SMALL)
     assert exp.nestfuse_raw("eval", tmp_path) is not None and exp.nestfuse_raw("quick", tmp_path) is None
     last = tmp_path / "raw_uncommitted" / "test_nir" / f"{sources.NESTFUSE_KEY}_{sources.NESTFUSE_RULE}.csv"
     pd.read_csv(last).iloc[:1].to_csv(last, index=False)  # one set incomplete: nothing read
-    assert sources.nestfuse_rows(tmp_path, datasets, exp.RAW_METRICS) is None
+    assert sources.nestfuse_rows(tmp_path, datasets, exp.RAW_METRICS, exp.CONVENTION) is None
 
 
 def test_conventions5_counts_cells_within_5_percent_before_and_after_the_calibration():

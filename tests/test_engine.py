@@ -177,3 +177,14 @@ def test_merge_joins_results_in_call_order():
     assert list(merged.rows["source"]) == ["b", "a"] and list(merged.checks["source"]) == ["b", "a"]
     assert merged.missing == ["x.csv"] and not merged.ok
     assert engine.merge([empty]).rows.empty and engine.merge([empty]).ok
+
+
+def test_complete_rows_without_a_checksum_takes_one_checkpoint_only(tmp_path):
+    pairs = [data.Pair("s", stem, tmp_path / f"{stem}_ir.png", tmp_path / f"{stem}_vis.png") for stem in ("01", "02")]
+    path = tmp_path / "rows.csv"
+    pd.DataFrame({"stem": ["01", "02"], "EN": [1.0, 2.0], "checksum": ["aa", "aa"], "convention": "tang"}).to_csv(path, index=False)
+    assert len(engine.complete_rows(path, pairs, None, ["EN"], "tang")) == 2
+    assert engine.complete_rows(path, pairs, "bb", ["EN"], "tang") is None  # a given checksum must match
+    assert engine.complete_rows(path, pairs, None, ["EN"], "vifb") is None  # another convention
+    pd.DataFrame({"stem": ["01", "02"], "EN": [1.0, 2.0], "checksum": ["aa", "bb"]}).to_csv(path, index=False)
+    assert engine.complete_rows(path, pairs, None, ["EN"]) is None  # rows of two checkpoints mixed

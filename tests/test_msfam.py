@@ -344,7 +344,8 @@ def _uncommitted_raw(out, variant: str, rule: str):
     raw.mkdir(parents=True, exist_ok=True)
     rows = pd.DataFrame({"source": f"{variant}_seed0", "variant": variant, "seed": 0,
                          "checkpoint": exp.UNCOMMITTED_NOTE, "stem": [p.stem for p in exp.test_set("eval").pairs],
-                         **{m: 1.0 for m in exp.METRICS + exp.EXTRA_METRICS}})
+                         **{m: 1.0 for m in exp.METRICS + exp.EXTRA_METRICS}, "checksum": "0123456789abcdef",
+                         "convention": exp.CONVENTION})  # as the engine writes them: one checkpoint, one convention
     rows.to_csv(raw / f"{variant}_seed0_{rule}.csv", index=False)
     return rows, raw / f"{variant}_seed0_{rule}.csv"
 

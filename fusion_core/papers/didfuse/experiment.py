@@ -191,7 +191,7 @@ def nestfuse_raw(profile: str, out: Path, device: str = "cpu") -> pd.DataFrame |
     this machine has the checkpoint; quick has none, so that its output does not depend on the machine."""
     datasets = [data_set(role, profile) for role in TEST_SETS]
     if profile == "eval":
-        return src.nestfuse_rows(out, datasets, RAW_METRICS)
+        return src.nestfuse_rows(out, datasets, RAW_METRICS, CONVENTION)
     source = src.nestfuse_source(device) if profile == "full" else None
     if source is None:
         return None

@@ -107,20 +107,14 @@ def nestfuse_source(device: str = "cpu") -> engine.Source | None:
     return msfam.variant_source(models[0], device) if models else None
 
 
-def nestfuse_rows(out: str | Path, datasets: Sequence[engine.DataSet], metrics: Sequence[str]):
+def nestfuse_rows(out: str | Path, datasets: Sequence[engine.DataSet], metrics: Sequence[str], convention: str):
     """The committed NestFuse rows of ``datasets`` (raw_uncommitted/), or None unless every set's file is complete
-    (its pairs, these metrics): what eval reads, without re-fusing (the checkpoint is not committed)."""
+    (:func:`fusion_core.engine.complete_rows`: its pairs, one checkpoint, these metrics, this convention): what
+    eval reads, without re-fusing (the checkpoint is not committed)."""
     import pandas as pd
 
     from ..msfam.experiment import UNCOMMITTED_DIR
 
-    frames = []
-    for dataset in datasets:
-        path = Path(out) / UNCOMMITTED_DIR / dataset.role / f"{NESTFUSE_KEY}_{NESTFUSE_RULE}.csv"
-        if not path.is_file():
-            return None
-        rows = engine.read_raw(path)
-        if set(rows["stem"]) != {p.stem for p in dataset.pairs} or not all(m in rows.columns for m in metrics):
-            return None
-        frames.append(rows)
-    return pd.concat(frames, ignore_index=True)
+    frames = [engine.complete_rows(Path(out) / UNCOMMITTED_DIR / dataset.role / f"{NESTFUSE_KEY}_{NESTFUSE_RULE}.csv",
+                                   dataset.pairs, None, metrics, convention) for dataset in datasets]
+    return None if any(f is None for f in frames) else pd.concat(frames, ignore_index=True)

@@ -246,12 +246,7 @@ def owed_command(variant: str) -> str:
 def uncommitted_rows(variant: str, out: Path, profile: str) -> pd.DataFrame | None:
     """The committed rows of an uncommitted variant (seed 0), or None when it has no complete raw file."""
     path = Path(out) / UNCOMMITTED_DIR / "test" / f"{variant}_seed0_{fusion_rule(variant)}.csv"
-    if not path.is_file():
-        return None
-    rows = engine.read_raw(path)
-    stems = {p.stem for p in test_set(profile).pairs}
-    complete = set(rows["stem"]) == stems and all(m in rows.columns for m in METRICS + EXTRA_METRICS)
-    return rows if complete else None
+    return engine.complete_rows(path, test_set(profile).pairs, None, METRICS + EXTRA_METRICS, CONVENTION)
 
 
 @dataclasses.dataclass
