@@ -9,7 +9,7 @@ import math
 import numpy as np
 import torch
 
-from ._core import metric, row_strips
+from ._core import convolve, metric, row_strips
 
 # conv2 kernels of the public Qabf code: h3 responds to x, h1 to y
 _SOBEL_Y = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]], dtype=torch.float64)
@@ -54,17 +54,7 @@ def _sobel_pair(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     CPU takes OpenCV's ``filter2D`` (a correlation with the flipped kernel, zero border): the same doubles as the
     ordered sum, 10× faster. Other values keep the ordered sum (:func:`_conv2_same_in_order`)."""
     if x.device.type == "cpu" and x.dtype == torch.float64 and min(x.shape[-2:]) > 0 and _integral(x):
-        import cv2
-
-        src = np.ascontiguousarray(x.numpy())
-        outs = []
-        for kernel in (_SOBEL_X, _SOBEL_Y):
-            k = np.ascontiguousarray(torch.flip(kernel, dims=(0, 1)).numpy())
-            out = np.empty_like(src)
-            for plane, dst in zip(src.reshape(-1, *src.shape[-2:]), out.reshape(-1, *src.shape[-2:])):
-                cv2.filter2D(plane, -1, k, dst=dst, borderType=cv2.BORDER_CONSTANT)
-            outs.append(torch.from_numpy(out))
-        return outs[0], outs[1]
+        return convolve(x, _SOBEL_X), convolve(x, _SOBEL_Y)  # conv2 'same', zero border: OpenCV on the CPU
     return _conv2_same_in_order(x, _SOBEL_X), _conv2_same_in_order(x, _SOBEL_Y)
 
 
