@@ -294,3 +294,10 @@ def test_eval_reads_the_committed_nestfuse_rows_of_every_test_set(data_root):
     sizes = {role: len(data.load_split(exp.PAPER, role)) for role in exp.TEST_SETS}
     assert rows.groupby("role").size().to_dict() == sizes
     assert (rows["source"] == sources.NESTFUSE_KEY).all() and rows["checkpoint"].str.contains("not committed").all()
+
+
+def test_cli_without_msfams_nestfuse_names_its_training_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sources, "nestfuse_source", lambda device="cpu": None)
+    code = exp.main(["raw", "--variant", "nestfuse", "--out", str(tmp_path)])
+    assert code == 2 and "msfam.train --protocol reduced --variant nestfuse" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written

@@ -751,6 +751,10 @@ def _raw(args) -> int:
     out = results_dir(PAPER, args.profile) if args.out is None else Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     sources = _sources(args.variant, args.profile, seeds, args.protocol, args.checkpoints)
+    if not sources and args.variant == "nestfuse":
+        print("error: no complete reduced NestFuse in checkpoints/msfam/ (train it first: python -m "
+              "fusion_core.papers.msfam.train --protocol reduced --variant nestfuse)", file=sys.stderr)
+        return 2
     if not sources:
         config = plan(args.profile, args.protocol)
         print(f"error: no complete {config.protocol} '{args.variant}' model (seeds {seeds}) in "
