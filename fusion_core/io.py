@@ -100,3 +100,46 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- stored weights
+
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def stored_bytes(path: str | os.PathLike) -> bytes:
+    """The content of ``path``: decompressed when the file is an xz stream (how the repository stores its
+    checkpoints, :func:`xz_compress`), else the bytes as they are."""
+    import lzma
+
+    raw = Path(path).read_bytes()
+    return lzma.decompress(raw) if raw.startswith(XZ_MAGIC) else raw
+
+
+def content_sha256(path: str | os.PathLike) -> str:
+    """sha256 of :func:`stored_bytes`: the same for a file and its xz-compressed copy."""
+    return hashlib.sha256(stored_bytes(path)).hexdigest()
+
+
+def xz_compress(raw: bytes, item_size: int = 4) -> bytes:
+    """A standard xz stream (``xz -d`` reads it) of ``raw`` at preset 9e, with LZMA2's literal-position and
+    position bits set to the alignment of the tensors in it (log2 ``item_size``: float16 → 1, float32 → 2).
+    On the committed checkpoints that gives 22.1 MB against 23.4 MB for plain ``xz -9e`` (27.4 MB raw).
+    Deterministic: the same bytes give the same stream."""
+    import lzma
+
+    bits = {1: 0, 2: 1, 4: 2, 8: 3}.get(item_size)
+    if bits is None:
+        raise ValueError(f"xz_compress: item_size must be 1, 2, 4 or 8, not {item_size}")
+    lzma2 = {"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "lp": bits, "pb": bits,
+             "lc": min(3, 4 - bits)}
+    return lzma.compress(raw, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=[lzma2])
+
+
+def torch_load(path: str | os.PathLike, map_location="cpu"):
+    """``torch.load(path, weights_only=True)`` of a plain or xz-stored torch file (:func:`stored_bytes`)."""
+    import io as _io
+
+    import torch
+
+    return torch.load(_io.BytesIO(stored_bytes(path)), map_location=map_location, weights_only=True)

@@ -22,7 +22,9 @@ a finished checkpoint is found again as a :class:`TrainedModel`.
 Files written (atomically, every ``save_every`` epochs, at the end and at a budget stop) next to ``checkpoint`` = ``DIR/NAME.pt``:
 
 * ``NAME.pt`` — the weights only (``WEIGHTS_FORMAT``: model class, model config, fp32 state dict;
-  about 4 bytes per parameter): what inference loads and what the repository commits.
+  about 4 bytes per parameter): what inference loads. The repository commits it published (``tools/
+  slim_checkpoints.py``: float16, a delta of its base where it shares frozen parts, then stored as xz), and
+  every loader reads each of these forms.
 * ``NAME.resume.pt`` — model, optimizer, scheduler, AMP scaler, epoch, every RNG state and the
   history: a run resumes from it exactly where it stopped (same numbers as an uninterrupted run).
   Several times the weights' size, so it is never committed (``checkpoints/.gitignore``).
@@ -58,7 +60,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import data
-from .io import atomic_write, sha256_file, write_csv, write_json
+from .io import XZ_MAGIC, atomic_write, content_sha256, sha256_file, torch_load, write_csv, write_json, xz_compress
 
 CHECKPOINT_FORMAT = "fusion_core.train/1"  # the resume state (``NAME.resume.pt``; older ``NAME.pt`` files too)
 WEIGHTS_FORMAT = "fusion_core.weights/1"  # the inference file ``NAME.pt``
@@ -276,7 +278,7 @@ def load_network(path: str | Path, classes: dict[str, type[nn.Module]], device: 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {label} checkpoint not found".replace("  ", " "))
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch_load(path)
     except Exception as exc:
         raise data.DataError(f"{path}: not a readable torch checkpoint ({exc.__class__.__name__})") from None
     kind = state.get("model_class") if isinstance(state, dict) else None
@@ -366,7 +368,7 @@ def slim_checkpoint(checkpoint: str | Path) -> tuple[int, int]:
     """
     path, manifest_path, _ = checkpoint_paths(checkpoint)
     before = path.stat().st_size
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = torch_load(path)
     if not isinstance(blob, dict) or blob.get("format") not in (CHECKPOINT_FORMAT, WEIGHTS_FORMAT):
         raise data.DataError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
     if blob["format"] == WEIGHTS_FORMAT:
@@ -393,7 +395,7 @@ def publish_fp16(checkpoint: str | Path) -> Path:
     copies the values into the float32 parameters of a fresh model (``load_state_dict``), so inference runs in
     float32 on weights rounded to 11 significant bits. A file already in float16 is left alone."""
     path = Path(checkpoint)
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = torch_load(path)
     if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
         raise data.DataError(f"{path}: not a {WEIGHTS_FORMAT} weights file (slim it first: tools/slim_checkpoints.py)")
     if all(v.dtype != torch.float32 for v in blob["model"].values()):
@@ -418,8 +420,8 @@ def publish_delta(checkpoint: str | Path, base: str | Path) -> Path:
     complete weights, and stays the results key. Run after :func:`publish_fp16` of both files. A file that already is
     a delta is left alone."""
     path, base = Path(checkpoint), Path(base)
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    ref = torch.load(base, map_location="cpu", weights_only=True)
+    blob = torch_load(path)
+    ref = torch_load(base)
     for file, content in ((path, blob), (base, ref)):
         if not isinstance(content, dict) or content.get("format") != WEIGHTS_FORMAT:
             raise data.DataError(f"{file}: not a {WEIGHTS_FORMAT} weights file")
@@ -435,12 +437,41 @@ def publish_delta(checkpoint: str | Path, base: str | Path) -> Path:
     manifest = json.loads(manifest_file.read_text())
     full_sha = sha256_file(path)
     blob["model"] = {k: v for k, v in blob["model"].items() if k not in same}
-    blob["base"] = {"file": base.name, "sha256": sha256_file(base), "keys": sorted(same)}
+    blob["base"] = {"file": base.name, "sha256": content_sha256(base), "keys": sorted(same)}
     _save(path, blob)
     digest = sha256_file(path)
     manifest.update(sha256=digest, checksum=digest[:16], bytes=path.stat().st_size,
                     delta_of={"file": base.name, "sha256": blob["base"]["sha256"], "tensors_shared": len(same),
                               "full_sha256": full_sha})
+    write_json(manifest_file, manifest)
+    return path
+
+
+def publish_xz(checkpoint: str | Path) -> Path:
+    """Store a weights file ``NAME.pt`` as an xz stream of its bytes (:func:`fusion_core.io.xz_compress`; the
+    tree-size limit again: about a fifth fewer bytes). Lossless: decompressed it is the same torch file, so the
+    weights and the results key (``checksum``) do not change and every raw file computed from them stays valid.
+    Every loader in the package reads both forms (:func:`fusion_core.io.torch_load`); ``xz -dc NAME.pt`` gives
+    the plain file. The manifest gets the stored file's ``sha256`` and ``bytes``, ``stored_as: xz`` and the plain
+    file's ``content_sha256`` (what a delta's base is checked against). Run last, after :func:`publish_fp16` and
+    :func:`publish_delta`. A file already stored as xz is left alone."""
+    path = Path(checkpoint)
+    raw = path.read_bytes()
+    if raw.startswith(XZ_MAGIC):
+        return path
+    blob = torch_load(path)
+    if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
+        raise data.DataError(f"{path}: not a {WEIGHTS_FORMAT} weights file (slim it first: tools/slim_checkpoints.py)")
+    manifest_file = path.with_suffix(".json")
+    manifest = json.loads(manifest_file.read_text())
+    plain_sha = hashlib.sha256(raw).hexdigest()
+    if manifest.get("sha256") != plain_sha:
+        raise data.DataError(f"{manifest_file}: sha256 {manifest.get('sha256')} is not that of {path} ({plain_sha})")
+    item_size = max((v.element_size() for v in blob["model"].values() if v.is_floating_point()), default=4)
+    with atomic_write(path, "wb") as handle:
+        handle.write(xz_compress(raw, item_size))
+    manifest.update(checksum=manifest.get("checksum") or plain_sha[:16], sha256=sha256_file(path),
+                    bytes=path.stat().st_size, stored_as="xz", content_sha256=plain_sha)
     write_json(manifest_file, manifest)
     return path
 
@@ -455,10 +486,10 @@ def with_base(path: str | Path, state: dict) -> dict:
     base = path.parent / ref["file"]
     if not base.is_file():
         raise data.DataError(f"{path}: holds only what differs from {ref['file']}, which is not in {path.parent}")
-    if sha256_file(base) != ref["sha256"]:
+    if content_sha256(base) != ref["sha256"]:  # the content: a base stored as xz (publish_xz) is the same file
         raise data.DataError(f"{path}: was made from another {ref['file']} (sha256 {ref['sha256'][:12]}, the file "
-                             f"there has {sha256_file(base)[:12]})")
-    full = torch.load(base, map_location="cpu", weights_only=True)["model"]
+                             f"there has {content_sha256(base)[:12]})")
+    full = torch_load(base)["model"]
     return {**state, "model": {**{k: full[k] for k in ref["keys"]}, **state["model"]}}
 
 
@@ -471,7 +502,7 @@ def _save(path: Path, state: dict) -> None:
 
 def _load(path: Path) -> dict:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch_load(path)
     except Exception as exc:
         raise data.DataError(f"{path}: cannot resume from this checkpoint ({exc.__class__.__name__}: {exc})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
@@ -680,7 +711,7 @@ def _resume_source(path: Path) -> Path | None:
         return resume_path(path)
     if path.is_file():
         try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
+            blob = torch_load(path)
         except Exception:
             return path  # let _load name the problem
         if isinstance(blob, dict) and blob.get("format") == CHECKPOINT_FORMAT:
@@ -706,7 +737,7 @@ def _finished(paths: tuple[Path, Path, Path], config: TrainConfig, model: nn.Mod
         raise data.DataError(f"{path}: weights only ({manifest.get('epochs_done')} epochs) and no resume state "
                              f"{resume_path(path).name}, so it cannot continue to {config.epochs} epochs; "
                              "use another checkpoint path or resume=False")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = torch_load(path)
     model.load_state_dict(blob["model"])
     return pd.read_csv(history_path) if history_path.is_file() else pd.DataFrame()
 

@@ -90,7 +90,8 @@ def _pair_folders(tmp_path, stems, dataset="tno42"):
     return tmp_path / "ir", tmp_path / "vis"
 
 
-@pytest.mark.parametrize("method, weights_name", [("didfuse", "weights"), ("res2netfuse", "r2n_1_seed0.pt")])
+@pytest.mark.parametrize("method, weights_name", [("didfuse", "weights"), ("res2netfuse", "r2n_1_seed0.pt"),
+                                                  ("nestfuse", "nestfuse_reduced_seed0.pt")])
 def test_learned_method_fuses_without_weights_and_says_which(data_root, tmp_path, method, weights_name):
     from fusion_core.methods import resolve_weights
 

@@ -328,6 +328,53 @@ def test_delta_publication_keeps_only_the_changed_tensors_and_loads_the_full_wei
         load_checkpoint(files["row"])
 
 
+def test_xz_storage_is_lossless_keeps_the_results_key_and_every_loader_reads_it(crops, tmp_path):
+    """publish_xz: a smaller file that decompresses to the very same torch file, so the weights, the results key and a
+    delta made from the plain base all stay valid; a second call changes nothing."""
+    import lzma
+
+    from fusion_core.io import XZ_MAGIC, content_sha256, torch_load
+    from fusion_core.papers.didfuse.model import DIDFuse, load_checkpoint
+    from fusion_core.train import load_network, publish_delta, publish_xz, weights_state
+
+    model, _ = _run(crops, epochs=1, checkpoint=tmp_path / "run.pt")
+    path, manifest_path, _ = checkpoint_paths(tmp_path / "run.pt")
+    publish_fp16(path)
+    plain, key = path.read_bytes(), weights_checksum(path)
+    expected = load_checkpoint(path).state_dict()
+    publish_xz(path)
+    stored = path.read_bytes()
+    manifest = json.loads(manifest_path.read_text())
+    assert stored.startswith(XZ_MAGIC) and len(stored) < 0.95 * len(plain) and lzma.decompress(stored) == plain
+    assert manifest["sha256"] == sha256_file(path) and manifest["bytes"] == len(stored)
+    assert manifest["stored_as"] == "xz" and manifest["content_sha256"] == content_sha256(path) != sha256_file(path)
+    assert weights_checksum(path) == key == manifest["checksum"]  # the raw results computed before stay valid
+    loaded = load_checkpoint(path).state_dict()
+    assert loaded.keys() == expected.keys() and all(torch.equal(loaded[k], v) for k, v in expected.items())
+    assert publish_xz(path) == path and path.read_bytes() == stored  # idempotent
+    with pytest.raises(data.DataError, match="not a fusion_core.weights/1 weights file"):
+        publish_xz(resume_path(path))
+
+    # a delta whose base is then stored as xz still finds its base (checked by content, not by stored bytes)
+    base_net, row_net = DIDFuse(), DIDFuse()
+    with torch.no_grad():
+        for p in row_net.decoder.parameters():
+            p.add_(1.0)  # the row retrains the decoder on the base's frozen encoder
+    files = {}
+    for name, net in (("base", base_net), ("row", row_net)):
+        files[name] = tmp_path / f"{name}.pt"
+        torch.save(weights_state(net.state_dict(), "DIDFuse", net.config), files[name])
+        digest = sha256_file(files[name])
+        (tmp_path / f"{name}.json").write_text(json.dumps({"sha256": digest, "checksum": digest[:16]}))
+    publish_delta(files["row"], files["base"])
+    for file in (files["base"], files["row"]):
+        publish_xz(file)
+    assert torch_load(files["row"])["base"]["sha256"] == content_sha256(files["base"]) != sha256_file(files["base"])
+    loaded = load_network(files["row"], {"DIDFuse": DIDFuse}).state_dict()
+    assert loaded.keys() == row_net.state_dict().keys()
+    assert all(torch.equal(loaded[k], v) for k, v in row_net.state_dict().items())
+
+
 def test_the_shared_train_cli_parses_the_common_options_and_each_paper_adds_its_own(capsys):
     import importlib
     from pathlib import Path

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ...io import torch_load
 from ...nets.blocks import ConvNormAct
 from ...rules import get_rule
 
@@ -55,7 +56,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> TemplateNet:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {PAPER} checkpoint not found")
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = torch_load(path, device)
     if not isinstance(state, dict) or state.get("model_class") != TemplateNet.__name__:
         raise ValueError(f"{path}: not a {TemplateNet.__name__} checkpoint")
     model = TemplateNet(**(state.get("model_config") or {}))

@@ -33,6 +33,7 @@ from torch import nn
 
 from ... import data
 from ...data import DataError
+from ...io import torch_load
 from ...methods import METHODS, DefaultWeights, describe
 from ...nets.blocks import ConvNormAct
 from .model import edge_map_mfeif
@@ -191,7 +192,7 @@ def load_released(path: str | Path, device: str = "cpu") -> MFEIF:
     if not path.is_file():
         raise DataError(f"{path}: MFEIF released weights not found")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch_load(path)
     except Exception as exc:
         raise DataError(f"{path}: not a readable torch weights file ({exc.__class__.__name__})") from None
     model = MFEIF()

@@ -35,6 +35,7 @@ from torch import nn
 
 from ... import data
 from ...data import DataError
+from ...io import torch_load
 from ...methods import METHODS, DefaultWeights, describe
 from ...nets.blocks import ConvNormAct
 from ...rules import (RULES, Rule, fuse_features, get_rule, l1_attention, saliency_attention,
@@ -155,7 +156,7 @@ def _released_key(key: str) -> str:
 def _torch_load(path: Path) -> dict:
     try:
         # weights_only=True reads the legacy (pre-zip) pickle as well, without executing arbitrary code.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch_load(path)
     except FileNotFoundError:
         raise DataError(f"{path}: weights file not found") from None
     except Exception as exc:  # unpickling errors come in many types

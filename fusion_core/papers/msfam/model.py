@@ -371,13 +371,13 @@ DEFAULT_PROTOCOL = "reduced"
 
 def default_weights(kind: str) -> DefaultWeights:
     name = f"msfam_{DEFAULT_PROTOCOL}_seed0_best.pt" if kind == "msfam" else f"nestfuse_{DEFAULT_PROTOCOL}_seed0.pt"
-    obtain = "" if kind == "msfam" else (
-        "not committed (5.5 MB against the 40 MiB tree limit); train it with "
-        f"`python -m fusion_core.papers.msfam.train --protocol {DEFAULT_PROTOCOL} --variant nestfuse --threads 1`, "
-        "or pass --weights")
-    return DefaultWeights(CHECKPOINT_DIR / name, f"the repository's {DEFAULT_PROTOCOL}-protocol CPU training, seed 0 "
-                                                 "(a labelled substitute; the authors released no code or weights)",
-                          obtain)
+    variant = "base" if kind == "msfam" else kind
+    obtain = (f"`python -m fusion_core.papers.msfam.train --protocol {DEFAULT_PROTOCOL} --variant {variant} "
+              "--threads 1` retrains it, or pass --weights")
+    stored = "" if kind == "msfam" else ", stored in float16"
+    return DefaultWeights(CHECKPOINT_DIR / name, f"the repository's {DEFAULT_PROTOCOL}-protocol CPU training, seed 0"
+                                                 f"{stored} (a labelled substitute; the authors released no code or "
+                                                 "weights)", obtain)
 
 
 def build_msfam(weights=None, rule=None, device="cpu"):

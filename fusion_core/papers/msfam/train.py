@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from ... import data, methods
-from ...io import sha256_file, write_csv, write_json
+from ...io import sha256_file, torch_load, write_csv, write_json
 from ...train import (INCOMPLETE, cli_parser, TrainConfig, TrainedModel, progress_of, publish_fp16, quietly,
                       seed_everything, train, trained_model, weights_state)
 from ...train import first_seeds as _first_seeds
@@ -398,7 +398,7 @@ def train_stage2(recipe: Protocol, protocol: str, seed: int, out: Path, variant:
 
 def load_stage1(model: MSFAM, stage1: Path) -> None:
     """The stage-1 encoder and decoder weights into ``model`` (its fusion blocks keep their own)."""
-    weights = torch.load(stage1, map_location="cpu", weights_only=True)["model"]
+    weights = torch_load(stage1)["model"]
     missing, unexpected = model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("fusion.")},
                                                 strict=False)
     if unexpected or any(not k.startswith("fusion.") for k in missing):

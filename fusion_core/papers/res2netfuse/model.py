@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ...io import torch_load
 from ...methods import METHODS, DefaultWeights, describe
 from ...nets.blocks import ConvNormAct, Res2NetBlock
 from ...rules import RULES as RULE_REGISTRY
@@ -150,7 +151,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Res2NetFuse:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: Res2NetFuse checkpoint not found")
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch_load(path, device)
     except Exception as exc:
         raise ValueError(f"{path}: not a readable torch checkpoint ({exc.__class__.__name__})") from None
     if not isinstance(state, dict) or state.get("model_class") != "Res2NetFuse":

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...io import torch_load
 from ...methods import METHODS, DefaultWeights, describe
 from ...nets.blocks import ConvNormAct, count_parameters
 
@@ -168,7 +169,7 @@ def load_backbone_weights(backbone: VGGBackbone, path: str | Path) -> VGGBackbon
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: backbone weights file not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = torch_load(path)
     convs = sorted({int(k.split(".")[1]) for k in state if k.startswith("features.") and k.endswith(".weight")})
     ours = [m for m in backbone.modules() if isinstance(m, nn.Conv2d)]
     if len(convs) < len(ours):
