@@ -352,6 +352,10 @@ def collect(sources: Sequence[Source], datasets: Sequence[DataSet], rules: Seque
     (source, set), the files that were complete before this call are checked by re-fusing the sample
     (:func:`verify_source`); files computed by this call are not re-fused.
     """
+    if compute or verify is not None:  # fusing: learned methods allocate and free GBs of feature maps per pair
+        from .memory import keep_freed_memory
+
+        keep_freed_memory()  # NestFuse at 768×576, one thread: 20 → 9.5 s per pair (sys 5.5 → 1.2 s)
     frames, checks, missing = [], [], []
     for source in sources:
         wanted = source.wanted(rules)

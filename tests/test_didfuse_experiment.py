@@ -13,7 +13,10 @@ from fusion_core.report import results_dir
 from fusion_core.papers.didfuse import sources
 from fusion_core.papers.didfuse.model import TABLE3_RULES, DIDFuse, load_checkpoint
 from fusion_core.papers.didfuse.train import ABLATIONS
-from fusion_core.train import TrainedModel
+from fusion_core.papers.msfam import train as msfam_train
+from fusion_core.train import TrainedModel, weights_checksum
+
+NESTFUSE_CHECKPOINT = "nestfuse_reduced_seed0.pt"  # MSFAM's, committed
 
 SMALL = ("08", "05")  # two small tno40 pairs (256², 280²)
 
@@ -146,30 +149,22 @@ def test_table5_puts_our_nestfuse_next_to_the_papers_nestfuse_with_its_note():
     table = exp.table5(pd.DataFrame(rows), reported)
     nest = table[(table["dataset"] == "TNO") & (table["method"] == exp.NESTFUSE_ROW)]
     assert len(nest) == 6 and (nest["delta_pct"].abs() < 1e-9).all() and (nest["n"] == 1).all()
-    assert set(nest["ours_note"]) == {exp.NESTFUSE_NOTE} and "not committed" in exp.NESTFUSE_NOTE
+    assert set(nest["ours_note"]) == {exp.NESTFUSE_NOTE} and "MSFAM" in exp.NESTFUSE_NOTE
     assert table[(table["dataset"] == "FLIR") & (table["method"] == exp.NESTFUSE_ROW)]["ours_mean"].isna().all()
     assert exp.NESTFUSE_ROW not in set(exp.fidelity_rows(table, "code")["method"])  # not DIDFuse's fidelity
     wide = exp.wide5(table, reported)
-    column = f"{exp.NESTFUSE_ROW} (ours: MSFAM's reduced training, checkpoint not committed)"
+    column = f"{exp.NESTFUSE_ROW} (ours: MSFAM's reduced training)"
     assert wide.loc[wide["dataset"] == "TNO", column].tolist() == [f"{v:.3f} (n=1)" for v in values]
 
 
-def test_nestfuse_rows_are_read_only_when_every_set_is_complete(tmp_path, small_sets):
-    datasets = [exp.data_set(role, "eval") for role in exp.TEST_SETS]
-    assert sources.nestfuse_rows(tmp_path, datasets, exp.RAW_METRICS, exp.CONVENTION) is None  # nothing committed
-    for dataset in datasets:
-        folder = tmp_path / "raw_uncommitted" / dataset.role
-        folder.mkdir(parents=True)
-        rows = [{"source": sources.NESTFUSE_KEY, "rule": sources.NESTFUSE_RULE, "role": dataset.role, "stem": p.stem,
-                 **{m: 1.0 for m in exp.RAW_METRICS}, "checksum": "b45f5a5babef443f", "convention": exp.CONVENTION}
-                for p in dataset.pairs]
-        pd.DataFrame(rows).to_csv(folder / f"{sources.NESTFUSE_KEY}_{sources.NESTFUSE_RULE}.csv", index=False)
-    found = sources.nestfuse_rows(tmp_path, datasets, exp.RAW_METRICS, exp.CONVENTION)
-    assert found is not None and len(found) == 3 * len(SMALL)
-    assert exp.nestfuse_raw("eval", tmp_path) is not None and exp.nestfuse_raw("quick", tmp_path) is None
-    last = tmp_path / "raw_uncommitted" / "test_nir" / f"{sources.NESTFUSE_KEY}_{sources.NESTFUSE_RULE}.csv"
-    pd.read_csv(last).iloc[:1].to_csv(last, index=False)  # one set incomplete: nothing read
-    assert sources.nestfuse_rows(tmp_path, datasets, exp.RAW_METRICS, exp.CONVENTION) is None
+def test_nestfuse_rows_come_from_msfams_committed_checkpoint_except_under_quick(monkeypatch, tmp_path):
+    source = sources.nestfuse_source()
+    assert source is not None and source.key == sources.NESTFUSE_KEY and source.raw_dir == "raw"
+    assert tuple(source.rules) == (sources.NESTFUSE_RULE,)
+    assert source.checksum == weights_checksum(msfam_train.CHECKPOINT_DIR / NESTFUSE_CHECKPOINT)
+    assert exp.nestfuse_raw("quick", tmp_path) is None  # the quick profile's output does not depend on MSFAM's
+    monkeypatch.setattr(sources, "nestfuse_source", lambda device="cpu": None)
+    assert exp.nestfuse_raw("eval", tmp_path) is None  # a checkout without it: no column, no error
 
 
 def test_conventions5_counts_cells_within_5_percent_before_and_after_the_calibration():
@@ -289,11 +284,13 @@ def test_the_didfuse_method_as_an_engine_source_encodes_each_pair_once(small_set
 
 
 def test_eval_reads_the_committed_nestfuse_rows_of_every_test_set(data_root):
-    rows = exp.nestfuse_raw("eval", results_dir(exp.PAPER, "eval"))
-    assert rows is not None, "results/didfuse/raw_uncommitted/: NestFuse's committed rows missing or incomplete"
+    result = exp.nestfuse_raw("eval", results_dir(exp.PAPER, "eval"), verify=None)
+    assert result is not None and not result.missing, "results/didfuse/raw/: NestFuse's committed rows incomplete"
+    rows = result.rows
     sizes = {role: len(data.load_split(exp.PAPER, role)) for role in exp.TEST_SETS}
     assert rows.groupby("role").size().to_dict() == sizes
-    assert (rows["source"] == sources.NESTFUSE_KEY).all() and rows["checkpoint"].str.contains("not committed").all()
+    assert (rows["source"] == sources.NESTFUSE_KEY).all()
+    assert (rows["checksum"] == weights_checksum(msfam_train.CHECKPOINT_DIR / NESTFUSE_CHECKPOINT)).all()
 
 
 def test_cli_without_msfams_nestfuse_names_its_training_command(tmp_path, capsys, monkeypatch):

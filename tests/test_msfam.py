@@ -388,10 +388,13 @@ def test_weights_tables_place_each_setting_in_its_tables():
     assert tables["4"]["reported"].notna().sum() == 18  # every reported cell kept, ours or not
 
 
-def test_eval_table6_reads_nestfuse_from_its_raw_file_and_ignores_a_local_checkpoint(data_root, tmp_path):
+def test_eval_table6_reads_an_uncommitted_column_from_its_raw_file_and_ignores_a_local_checkpoint(data_root, tmp_path,
+                                                                                                    monkeypatch):
     from fusion_core.papers.msfam import experiment as exp
     from fusion_core.train import TrainedModel
 
+    assert exp.COMMITTED_VARIANTS == exp.TABLE6_VARIANTS  # today every Table 6 column's checkpoint is committed
+    monkeypatch.setattr(exp, "COMMITTED_VARIANTS", ("base",))  # as before NestFuse's was: read, never re-fused
     rows, path = _uncommitted_raw(tmp_path, "nestfuse", "nestfuse_avg")
     local = TrainedModel(path=tmp_path / "nestfuse_reduced_seed0.pt", paper="msfam", variant="nestfuse", seed=0,
                          protocol="reduced", checksum="0" * 16)

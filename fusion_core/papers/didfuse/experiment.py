@@ -79,7 +79,7 @@ ABLATIONS = [v for v in VARIANTS if v != BASE]
 BASELINES = {"tif": "TSIFVS"}  # our classical re-implementations of Table V competitors
 NESTFUSE_ROW = "Nestfuse"  # Table V's Nestfuse column, ours: the NestFuse trained for MSFAM (sources.nestfuse_source)
 NESTFUSE_NOTE = ("ours: NestFuse trained by us for MSFAM (reduced CPU protocol, MSFAM's substitute data, "
-                 "nestfuse_avg), read from raw_uncommitted/: checkpoint not committed, not re-fused")
+                 "nestfuse_avg; its float16 checkpoint committed)")
 N_PAPER = {"III": 25, "IV": 25, "fig6": 20}  # trainings the paper averaged
 QUICK_CROP, QUICK_PAIRS = (96, 96), 2  # the quick profile's evaluation: the first two pairs of a split, top-left 96²
 
@@ -175,29 +175,22 @@ def table5_raw(models: Sequence[TrainedModel], profile: str, out: Path, verify: 
     (:data:`READINGS`), the released images and the classical baselines."""
     rules = list(READINGS.values())
     references = reference_sources(device)
-    merged = engine.merge([
-        raw_results(model_sources(models, device), list(TEST_SETS), rules, profile, out, verify),
-        raw_results(references["released"], list(TEST_SETS), rules, profile, out, verify),
-        raw_results(references["rule-less"], list(TEST_SETS), [None], profile, out, verify)])
-    nestfuse = nestfuse_raw(profile, out, device)
-    if nestfuse is not None:
-        merged.rows = pd.concat([merged.rows, nestfuse], ignore_index=True)
-    return merged
+    parts = [raw_results(model_sources(models, device), list(TEST_SETS), rules, profile, out, verify),
+             raw_results(references["released"], list(TEST_SETS), rules, profile, out, verify),
+             raw_results(references["rule-less"], list(TEST_SETS), [None], profile, out, verify)]
+    nestfuse = nestfuse_raw(profile, out, verify, device)
+    return engine.merge(parts + ([nestfuse] if nestfuse is not None else []))
 
 
-def nestfuse_raw(profile: str, out: Path, device: str = "cpu") -> pd.DataFrame | None:
-    """Table V's Nestfuse rows (:func:`.sources.nestfuse_source`): eval reads the committed files in
-    ``raw_uncommitted/`` (never re-fused: the checkpoint is not committed); full computes what is missing where
-    this machine has the checkpoint; quick has none, so that its output does not depend on the machine."""
-    datasets = [data_set(role, profile) for role in TEST_SETS]
-    if profile == "eval":
-        return src.nestfuse_rows(out, datasets, RAW_METRICS, CONVENTION)
-    source = src.nestfuse_source(device) if profile == "full" else None
+def nestfuse_raw(profile: str, out: Path, verify: str | None = "sample", device: str = "cpu"
+                 ) -> engine.RawResults | None:
+    """Table V's Nestfuse rows (:func:`.sources.nestfuse_source`, its own rule ``nestfuse_avg``): eval reads the
+    committed files and re-fuses ``verify``'s sample, full computes what is missing; quick has none (DIDFuse's quick
+    profile trains no NestFuse), nor has a checkout without the checkpoint."""
+    source = src.nestfuse_source(device) if profile != "quick" else None
     if source is None:
         return None
-    result = engine.collect([source], datasets, [src.NESTFUSE_RULE], metrics=RAW_METRICS, convention=CONVENTION,
-                            out=out, compute=True)
-    return result.rows
+    return raw_results([source], list(TEST_SETS), [src.NESTFUSE_RULE], profile, out, verify)
 
 
 def write_verification(result: engine.RawResults, out: Path, name: str, run: dict) -> str:
@@ -349,7 +342,7 @@ def wide5(table: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
     ours = table.dropna(subset=["ours_mean"])
     labels = {"TSIFVS": "TSIFVS (ours-reimpl. tif)", **{ours_name(r): f"{ours_name(r)} [{r} reading]" for r in READINGS},
               "DIDFuse-IJCAI released images": "DIDFuse-IJCAI released images (scored by us)",
-              NESTFUSE_ROW: f"{NESTFUSE_ROW} (ours: MSFAM's reduced training, checkpoint not committed)"}
+              NESTFUSE_ROW: f"{NESTFUSE_ROW} (ours: MSFAM's reduced training)"}
     first = [ours_name(r) for r in (HEADLINE, *(r for r in READINGS if r != HEADLINE))]
     for method in sorted(set(ours["method"]), key=lambda m: (first.index(m) if m in first else len(first),
                                                               m == "TSIFVS", m)):
@@ -789,8 +782,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="training protocol of the checkpoints: reduced (committed CPU models, raw/) or paper "
                             "(raw_paper/); ignored by --profile quick (--model-profile: the old name; full = paper)")
     raw.add_argument("--variant", required=True,
-                     help=f"{', '.join(VARIANTS)}, released, released_images, nestfuse (MSFAM's locally trained "
-                          "NestFuse, into raw_uncommitted/), or a classical method (e.g. tif)")
+                     help=f"{', '.join(VARIANTS)}, released, released_images, nestfuse (MSFAM's committed "
+                          "NestFuse, Table V's Nestfuse column), or a classical method (e.g. tif)")
     raw.add_argument("--seeds", help="comma-separated seeds of a trained variant (default: every complete one)")
     raw.add_argument("--sets", default="test_tno,test_flir,test_nir", help="split roles, comma-separated")
     raw.add_argument("--rules", "--strategies", help=f"fusion rules, comma-separated (default {PAPER_RULE}; "

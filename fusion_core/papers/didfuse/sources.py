@@ -92,29 +92,16 @@ def baseline_source(method: str, device: str = "cpu") -> engine.Source:
     return dataclasses.replace(engine.method_source(method, device=device), labels={"variant": method, "seed": -1})
 
 
-# Table V's Nestfuse column: the NestFuse trained here for MSFAM (reduced CPU protocol, MSFAM's substitute data),
-# whose checkpoint is not committed (tree budget). Its rows live in raw_uncommitted/ and say so in every row.
+# Table V's Nestfuse column: MSFAM's NestFuse (trained by us with MSFAM's reduced CPU protocol and substitute data;
+# its float16 checkpoint is committed), fused with its own rule.
 NESTFUSE_KEY, NESTFUSE_RULE = "nestfuse_seed0", "nestfuse_avg"
 
 
 def nestfuse_source(device: str = "cpu") -> engine.Source | None:
-    """The locally trained NestFuse (``checkpoints/msfam/nestfuse_reduced_seed0.pt``) as a source writing to
-    ``raw_uncommitted/`` with MSFAM's note in every row, or None where this machine has not trained it."""
+    """MSFAM's NestFuse (``checkpoints/msfam/nestfuse_reduced_seed0.pt``) as a source (MSFAM's
+    :func:`~fusion_core.papers.msfam.experiment.variant_source`), or None where the checkout lacks it."""
     from ..msfam import experiment as msfam
     from ..msfam import train as msfam_train
 
     models = [m for m in msfam_train.discover(msfam_train.CHECKPOINT_DIR, "reduced", ["nestfuse"]) if m.seed == 0]
     return msfam.variant_source(models[0], device) if models else None
-
-
-def nestfuse_rows(out: str | Path, datasets: Sequence[engine.DataSet], metrics: Sequence[str], convention: str):
-    """The committed NestFuse rows of ``datasets`` (raw_uncommitted/), or None unless every set's file is complete
-    (:func:`fusion_core.engine.complete_rows`: its pairs, one checkpoint, these metrics, this convention): what
-    eval reads, without re-fusing (the checkpoint is not committed)."""
-    import pandas as pd
-
-    from ..msfam.experiment import UNCOMMITTED_DIR
-
-    frames = [engine.complete_rows(Path(out) / UNCOMMITTED_DIR / dataset.role / f"{NESTFUSE_KEY}_{NESTFUSE_RULE}.csv",
-                                   dataset.pairs, None, metrics, convention) for dataset in datasets]
-    return None if any(f is None for f in frames) else pd.concat(frames, ignore_index=True)
