@@ -137,8 +137,13 @@ def score_triples(triples, metrics=None, convention: str = "tang", device: str =
             return [score_triple(t, metrics, convention, device) for t in triples]
         finally:
             torch.set_num_threads(threads)
+    import gc
     import multiprocessing
 
+    # Everything imported so far (torch: ~10^5 objects) goes to the collector's permanent generation, as the gc docs
+    # advise before fork(): the workers' collections and the interpreter's final one no longer walk it, and the
+    # workers do not copy its pages on write. Measured: exit 0.3 → 0.1 s after scoring, 42 tno42 pairs 0.2 s faster.
+    gc.freeze()
     # Largest images first, so the last pair to finish is a small one; rows are put back in stem order.
     order = sorted(range(len(triples)), key=lambda i: -os.path.getsize(triples[i][1]))
     with multiprocessing.get_context("fork").Pool(jobs, initializer=_one_thread) as pool:
