@@ -2,7 +2,7 @@
 sources × data sets × rules for the raw-results engine (:mod:`fusion_core.engine`).
 
 Raw files: ``results/msfam/raw/test/<source>[_<rule>].csv``, one row per test pair, keyed by the weights' checksum
-(models whose weights are not committed, NestFuse and the ablation rows: ``raw_uncommitted/test/``).
+(models whose weights are not committed, the ablation rows other than ``base``: ``raw_uncommitted/test/``).
 Sources: our MSFAM (``base_seed<S>``: the val-selected stage-2 model), our NestFuse (``nestfuse_seed<S>``), DIDFuse
 with the authors' released weights (``didfuse``, rule ``sum`` = their test code) and with our reduced-protocol
 weights (``didfuse_ours``), and the classical TIF (``tif``). The other seven methods of Table 6 are the paper's
