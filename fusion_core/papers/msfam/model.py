@@ -374,10 +374,10 @@ def default_weights(kind: str) -> DefaultWeights:
     variant = "base" if kind == "msfam" else kind
     obtain = (f"`python -m fusion_core.papers.msfam.train --protocol {DEFAULT_PROTOCOL} --variant {variant} "
               "--threads 1` retrains it, or pass --weights")
-    stored = "" if kind == "msfam" else ", stored in float16"
-    return DefaultWeights(CHECKPOINT_DIR / name, f"the repository's {DEFAULT_PROTOCOL}-protocol CPU training, seed 0"
-                                                 f"{stored} (a labelled substitute; the authors released no code or "
-                                                 "weights)", obtain)
+    why = ("the MSFAM authors released no code or weights" if kind == "msfam"
+           else "NestFuse's released MS-COCO weights are not available offline")
+    return DefaultWeights(CHECKPOINT_DIR / name, f"the repository's {DEFAULT_PROTOCOL}-protocol CPU training, seed 0, "
+                                                 f"stored in float16 (a labelled substitute: {why})", obtain)
 
 
 def build_msfam(weights=None, rule=None, device="cpu"):
