@@ -191,7 +191,7 @@ def flush_subnormal(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
     how many there were. The released MFEIF weights hold 6,933 (conv and batch-norm weights of unused channels,
     decayed towards zero in training); x86 CPUs compute with subnormals through a microcode assist, so those
     channels made every convolution after them slow: ``fuse`` of a 640×480 pair took 8.2 s, 21 % of the bare
-    convolutions' rate, and 2.1 s with them zeroed (``benchmarks/fuse_speed.py``). Their contribution is below
+    convolutions' rate, and 2.6 s with them zeroed (``benchmarks/fuse_speed.py``). Their contribution is below
     1e-36, under float32's resolution of any output: the fused image is the same (tests/test_amfe.py)."""
     out, count = {}, 0
     for key, value in state.items():
@@ -205,7 +205,7 @@ def flush_subnormal(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
 
 def load_released(path: str | Path, device: str = "cpu") -> MFEIF:
     """MFEIF with the released weights, loaded strictly: every key and every shape must match. Subnormal values
-    are set to zero (:func:`flush_subnormal`: the same output, four times faster on x86)."""
+    are set to zero (:func:`flush_subnormal`: the same output, three times faster on x86)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: MFEIF released weights not found")
