@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from . import data
 
@@ -91,9 +92,16 @@ def cmd_conventions(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from .metrics.cli import score_command  # provided by the metric suite
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs {args.jobs}: give a positive number of processes")
+    if args.out and Path(args.out).is_dir():
+        raise data.DataError(f"{args.out}: is a folder; --out takes a CSV file name")
+    triples, skipped = data.fused_triples(args.fused, args.ir, args.vis, args.dataset)
+    # The metric suite comes with torch: 0.8 s of importing on one core, while another process decodes the images.
+    with data.decoding_ahead(path for triple in triples for path in triple[1:]) as decoded:
+        from .metrics.cli import score_command
 
-    return score_command(args)
+        return score_command(args, triples, skipped, decoded)
 
 
 def cmd_compare(args) -> int:
@@ -127,7 +135,9 @@ def _convention_names() -> list[str]:
 
 
 def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
-    """The parser; ``wanted`` (the command being run) decides which choice lists are worth importing."""
+    """The parser; ``wanted``, the command whose help is asked for, gets its choice lists (they import the methods'
+    or the metrics' libraries, torch among them: not worth it for a run, and ``score`` wants torch's import to
+    start later, see cmd_score)."""
     parser = argparse.ArgumentParser(prog="python -m fusion_core", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,7 +152,6 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("conventions", help="metric conventions: which toolbox, which columns, how it differs")
     p.set_defaults(func=cmd_conventions)
 
-    # Choices are listed only for the command being run: listing methods imports every method's libraries.
     method_names = _method_names() if wanted == "fuse" else None
     p = sub.add_parser("fuse", help="fuse every pair of a data set or of two folders (matched by file stem)",
                        description="Fuse every pair; colour visible images are fused on Y (BT.601) and keep their "
@@ -231,7 +240,8 @@ def main(argv=None) -> int:
         from . import sweep
 
         return sweep.main(argv[1:])
-    wanted = next((a for a in argv if not a.startswith("-")), None)
+    helping = "-h" in argv or "--help" in argv
+    wanted = next((a for a in argv if not a.startswith("-")), None) if helping else None
     args = build_parser(wanted).parse_args(argv)
     try:
         return args.func(args)

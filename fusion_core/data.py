@@ -17,20 +17,26 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io as _io
 import os
 import re
+import shutil
+import signal
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from .io import atomic_write, sha256_file
+
+if TYPE_CHECKING:
+    import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAPERS_DIR = Path(__file__).resolve().parent / "papers"  # each paper's split lists in <paper>/splits/
@@ -104,6 +110,36 @@ def pairs_from_dirs(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike, datas
 
 def natural_key(text: str):
     return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", text)]
+
+
+def source_files(ir_dir=None, vis_dir=None, dataset: str | None = None) -> tuple[dict[str, tuple[Path, Path]], str]:
+    """stem → (ir, vis) from a registered data set or two folders (either side may be None where a folder lacks
+    the stem), and how to name where they came from."""
+    if dataset and (ir_dir or vis_dir):
+        raise ValueError("give either --dataset or --ir/--vis, not both")
+    if dataset:
+        return {p.stem: (p.ir, p.vis) for p in list_pairs(dataset)}, f"data set '{dataset}'"
+    if not (ir_dir and vis_dir):
+        raise ValueError("give the sources: --dataset NAME, or both --ir DIR and --vis DIR")
+    ir, vis = image_files(ir_dir), image_files(vis_dir)
+    pairs = {stem: (ir.get(stem), vis.get(stem)) for stem in ir.keys() | vis.keys()}
+    return pairs, f"{Path(ir_dir).as_posix()} and {Path(vis_dir).as_posix()}"
+
+
+def fused_triples(fused_dir, ir_dir=None, vis_dir=None, dataset: str | None = None
+                  ) -> tuple[list[tuple[str, Path, Path, Path]], int]:
+    """(stem, fused, ir, vis) for every fused image of ``fused_dir``, in natural stem order, and the number of
+    source pairs without a fused image (skipped). A fused image whose ir or vis is missing is an error naming it."""
+    fused = image_files(fused_dir)
+    sources, where = source_files(ir_dir, vis_dir, dataset)
+    triples = []
+    for stem in sorted(fused, key=natural_key):
+        ir, vis = sources.get(stem, (None, None))
+        if ir is None or vis is None:
+            lacking = " and ".join(side for side, path in (("infrared", ir), ("visible", vis)) if path is None)
+            raise DataError(f"{fused[stem]}: no {lacking} source with stem '{stem}' in {where}")
+        triples.append((stem, fused[stem], ir, vis))
+    return triples, len(set(sources) - set(fused))
 
 
 def _fel_pairs(folder: Path, dataset: str) -> list[Pair]:
@@ -311,6 +347,86 @@ def read_pixels(path: str | os.PathLike) -> np.ndarray:
     return np.array(image, dtype=np.uint8)  # writable (torch.from_numpy warns on a read-only array)
 
 
+class DecodedAhead:
+    """:func:`read_pixels` served from the files a forked process decodes into ``folder`` while this one does
+    something else; see :func:`decoding_ahead`."""
+
+    def __init__(self, paths: list[Path] = (), folder: Path | None = None, pid: int = 0):
+        self.index = {path: i for i, path in enumerate(paths)}
+        self.folder, self.pid = folder, pid
+
+    def __call__(self, path: str | os.PathLike) -> np.ndarray:
+        """``read_pixels(path)``: the decoded file when it is ready, else decoded here."""
+        i = self.index.get(Path(path))
+        if i is not None:
+            try:
+                return np.load(self.folder / f"{i}.npy")
+            except FileNotFoundError:  # not decoded yet, or not by the other process (see _decode_into)
+                pass
+        return read_pixels(path)
+
+    def stop(self) -> None:
+        """Stop decoding (what is decoded stays available) and reap the process."""
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.pid, 0)
+            self.pid = 0
+
+
+def _decode_into(paths: list[Path], folder: Path) -> None:
+    """Decode ``paths`` in order into ``folder``/<index>.npy, each written whole (renamed into place). Only plain
+    8-bit images: anything :func:`read_pixels` warns about or rejects is left to the reader, whose error or
+    warning then appears where it would without decoding ahead."""
+    for i, path in enumerate(paths):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                pixels = read_pixels(path)
+        except DataError:
+            continue
+        if caught or pixels.dtype != np.uint8:
+            continue
+        part = folder / f"{i}.part.npy"
+        np.save(part, pixels)
+        os.replace(part, folder / f"{i}.npy")
+
+
+@contextlib.contextmanager
+def decoding_ahead(paths: Iterable[str | os.PathLike]) -> Iterator[DecodedAhead]:
+    """A :func:`read_pixels` for ``paths`` whose decoding starts now, in a forked process, while this one goes on.
+
+    For a command that would otherwise leave a core idle before it reads its images: ``score`` imports torch
+    (0.8 s on one core) and meanwhile the other core decodes the 126 images of 42 tno42 pairs (0.4 s). Any path
+    not decoded yet, or not decodable there, is decoded by the caller as usual, so the values and errors are
+    those of :func:`read_pixels`. Processes forked from this one (workers) can read the files too. ``stop()``
+    ends the decoding early (before starting workers, so that they get every CPU); on exit it is stopped and its
+    files removed. On one CPU or without fork nothing is decoded ahead. Fork before starting threads (``score``
+    does: before torch is imported)."""
+    paths = [Path(p) for p in dict.fromkeys(paths)]
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if not paths or cpus < 2 or not hasattr(os, "fork"):
+        yield DecodedAhead()
+        return
+    folder = Path(tempfile.mkdtemp(prefix="fusion-decoded-"))
+    decoded = None
+    try:
+        pid = os.fork()
+        if pid == 0:  # the decoding process: never returns into the caller's code
+            try:
+                _decode_into(paths, folder)
+            finally:
+                os._exit(0)
+        decoded = DecodedAhead(paths, folder, pid)
+        yield decoded
+    finally:
+        if decoded is not None:
+            decoded.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def read_array(path: str | os.PathLike) -> np.ndarray:
     """Decoded pixels as stored: H×W or H×W×3, float64 in [0, 1]. 16-bit is scaled by 1/65535 (warned)."""
     pixels = read_pixels(path)
@@ -356,11 +472,16 @@ def read_vis(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor | None
     if array.ndim == 2 or _is_grey(array):
         return _to_tensor(to_grey(array)), None
     ycbcr = rgb_to_ycbcr(array)
-    return _to_tensor(ycbcr[..., 0]), torch.from_numpy(ycbcr[..., 1:].transpose(2, 0, 1).copy()).float()[None]
+    return _to_tensor(ycbcr[..., 0]), _to_tensor(ycbcr[..., 1:].transpose(2, 0, 1))
 
 
-def _to_tensor(grey: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(grey, dtype=np.float32))[None, None]
+def _to_tensor(planes: np.ndarray) -> torch.Tensor:
+    """H×W → 1×1×H×W, C×H×W → 1×C×H×W, float32 (torch is imported here, not with the module: listing and
+    decoding images need no torch, so the ``score`` command decodes while torch loads)."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))
+    return t.view(1, -1, *t.shape[-2:])
 
 
 @dataclass
@@ -405,13 +526,20 @@ def pixel_hash(path: str | os.PathLike) -> str:
 
 def to_uint8(image: torch.Tensor | np.ndarray, cbcr: torch.Tensor | np.ndarray | None = None) -> np.ndarray:
     """A [0, 1] grey image (any of H×W, 1×H×W, 1×1×H×W) → uint8 H×W, or H×W×3 RGB when CbCr is given."""
-    grey = image.detach().cpu().double().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, float)
+    grey = _float64(image)
     grey = grey.reshape(grey.shape[-2:])
     if cbcr is not None:
-        chroma = cbcr.detach().cpu().double().numpy() if isinstance(cbcr, torch.Tensor) else np.asarray(cbcr, float)
+        chroma = _float64(cbcr)
         chroma = chroma.reshape((2,) + grey.shape).transpose(1, 2, 0)
         grey = ycbcr_to_rgb(np.concatenate([grey[..., None], chroma], axis=-1))
     return np.round(np.clip(grey, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _float64(image) -> np.ndarray:
+    """A tensor (any device) or array as a float64 array."""
+    if hasattr(image, "detach"):  # a torch tensor (see _to_tensor: no torch import here)
+        return image.detach().cpu().double().numpy()
+    return np.asarray(image, float)
 
 
 def write_image(path: str | os.PathLike, image, cbcr=None) -> Path:

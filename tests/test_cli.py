@@ -194,6 +194,49 @@ def test_score_by_dataset_prints_mean_and_std_skips_sources_without_fused(data_r
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fused"]  # nothing written without --out
 
 
+def test_score_command_exits_with_its_outputs_complete_and_its_scratch_removed(data_root, tmp_path):
+    """`python -m fusion_core score` leaves without the interpreter's teardown (os._exit): everything printed and
+    written must be there, the exit code must be the command's, and the decoded-ahead images must be gone."""
+    import os
+
+    fused = _fused_folder(tmp_path)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    # Buffered output, as a pipe gets it by default: what the command does not flush before os._exit is lost.
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, "TMPDIR": str(scratch)}
+    done = subprocess.run([sys.executable, "-m", "fusion_core", "score", "--fused", str(fused), "--dataset", "tno42",
+                           "--metrics", "EN,VIF", "--out", str(tmp_path / "s.csv")], capture_output=True, text=True,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].split()[0] == "VIF"  # the last line printed arrived
+    assert [row.split(",")[0] for row in (tmp_path / "s.csv").read_text().splitlines()] == ["image", "05", "08", "11"]
+    assert list(scratch.iterdir()) == []
+    failed = subprocess.run([sys.executable, "-m", "fusion_core", "score", "--fused", str(fused), "--dataset", "tno42",
+                             "--metrics", "EN,NOPE"], capture_output=True, text=True, env=env)
+    assert failed.returncode == 2 and "unknown metric 'NOPE'" in failed.stderr
+    assert list(scratch.iterdir()) == []
+
+
+def test_score_starts_decoding_the_images_before_torch_is_imported(data_root, tmp_path):
+    """What makes `score` decode while torch loads: neither the parser nor the source matching imports torch."""
+    fused = _fused_folder(tmp_path, stems=["08"])
+    probe = f"""
+import sys
+from fusion_core import cli, data
+seen = []
+decoding_ahead = data.decoding_ahead
+def spy(paths):
+    seen.append('torch' in sys.modules)
+    return decoding_ahead(paths)
+data.decoding_ahead = spy
+assert cli.main(['score', '--fused', {str(fused)!r}, '--dataset', 'tno42', '--metrics', 'EN']) == 0
+print('torch imported when decoding started:', seen)
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "torch imported when decoding started: [False]" in done.stdout
+
+
 def test_score_in_parallel_equals_one_process_and_folders_equal_dataset(data_root, tmp_path):
     import csv
 

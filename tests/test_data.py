@@ -81,6 +81,71 @@ def test_sixteen_bit_images_are_scaled_with_a_warning(tmp_path):
     assert torch.allclose(grey, torch.ones_like(grey))
 
 
+def _decoded_files(decoded, count, timeout=60.0):
+    """Wait until the decoding process has written ``count`` files."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while len(list(decoded.folder.glob("*[0-9].npy"))) < count:
+        assert time.monotonic() < deadline, f"{count} images not decoded ahead in {timeout} s"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def two_cpus(monkeypatch):
+    """decoding_ahead forks only with 2+ CPUs: pretend there are two, so its forked path runs on any machine."""
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+
+
+def test_decoding_ahead_serves_read_pixels_values_from_another_process(data_root, two_cpus, monkeypatch):
+    import os
+
+    pairs = data.list_pairs("tno42")[:2]
+    paths = [path for pair in pairs for path in (pair.ir, pair.vis)]  # colour-stored and grey 8-bit PNGs
+    expected = [data.read_pixels(path) for path in paths]
+    with data.decoding_ahead(paths + paths[:1]) as decoded:  # a path named twice is decoded once
+        assert decoded.pid and decoded.pid != os.getpid()
+        _decoded_files(decoded, len(paths))
+        folder, pid = decoded.folder, decoded.pid
+        with monkeypatch.context() as m:  # from the files now, not by decoding here
+            m.setattr(data, "read_pixels", lambda path: pytest.fail(f"decoded {path} again"))
+            for path, want in zip(paths, expected):
+                got = decoded(path)
+                assert got.dtype == want.dtype and np.array_equal(got, want)
+        other = data.list_pairs("tno42")[2].ir  # not asked for: decoded on the spot
+        assert np.array_equal(decoded(other), data.read_pixels(other))
+    assert not folder.exists()
+    with pytest.raises(ChildProcessError):  # reaped
+        os.waitpid(pid, os.WNOHANG)
+
+
+def test_decoding_ahead_leaves_bad_and_16_bit_images_to_the_reader(tmp_path, two_cpus):
+    good = _save(tmp_path / "good.png", np.arange(48, dtype=np.uint8).reshape(6, 8))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png at all")
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.full((8, 8), 65535, dtype=np.uint16)).save(deep)
+    with data.decoding_ahead([bad, deep, good]) as decoded:
+        _decoded_files(decoded, 1)
+        assert sorted(p.name for p in decoded.folder.iterdir()) == ["2.npy"]
+        with pytest.raises(data.DataError, match=f"{bad}: not a readable image"):
+            decoded(bad)
+        with pytest.warns(UserWarning, match="16-bit"):
+            assert decoded(deep).dtype == np.float64
+        assert np.array_equal(decoded(good), data.read_pixels(good))
+
+
+def test_decoding_ahead_stopped_early_still_reads_everything(data_root, two_cpus):
+    paths = [pair.vis for pair in data.list_pairs("tno42")[:6]]
+    with data.decoding_ahead(paths) as decoded:
+        decoded.stop()
+        assert decoded.pid == 0
+        for path in paths:
+            assert np.array_equal(decoded(path), data.read_pixels(path))
+
+
 def test_read_pixels_keeps_8_bit_levels_and_read_array_is_them_over_255(tmp_path):
     rng = np.random.default_rng(2)
     grey = rng.integers(0, 256, (6, 7)).astype(np.uint8)

@@ -1,9 +1,11 @@
 """``python -m fusion_core score``: score every fused image of a folder against its sources, matched by stem.
 
 The fused folder drives the run: each fused image needs its two sources (else an error naming it), while a
-source pair without a fused image is skipped and counted. Pairs are scored in parallel processes with one
-torch thread each (forked after the imports, so a worker starts in milliseconds); the rows come back in
-stem order, so the output does not depend on ``jobs``. Also ``python -m fusion_core conventions``.
+source pair without a fused image is skipped and counted (:func:`fusion_core.data.fused_triples`). Pairs are
+scored in parallel processes with one torch thread each (forked after the imports, so a worker starts in
+milliseconds); the rows come back in stem order, so the output does not depend on ``jobs``. The command
+(``fusion_core.cli.cmd_score``) finds the images and starts decoding them in another process before this module,
+and torch with it, is imported. Also ``python -m fusion_core conventions``.
 """
 from __future__ import annotations
 
@@ -55,47 +57,22 @@ def convention_table() -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- which images
-
-def source_files(ir_dir=None, vis_dir=None, dataset: str | None = None) -> tuple[dict[str, tuple[Path, Path]], str]:
-    """stem → (ir, vis) from a registered data set or two folders, and how to name where they came from."""
-    if dataset:
-        return {p.stem: (p.ir, p.vis) for p in data.list_pairs(dataset)}, f"data set '{dataset}'"
-    ir, vis = data.image_files(ir_dir), data.image_files(vis_dir)
-    pairs = {stem: (ir.get(stem), vis.get(stem)) for stem in ir.keys() | vis.keys()}
-    return pairs, f"{Path(ir_dir).as_posix()} and {Path(vis_dir).as_posix()}"
-
-
-def matched_triples(fused_dir, ir_dir=None, vis_dir=None, dataset: str | None = None
-                    ) -> tuple[list[tuple[str, Path, Path, Path]], int]:
-    """(stem, fused, ir, vis) for every fused image, in natural stem order, and the number of source pairs
-    without a fused image (skipped). A fused image whose ir or vis is missing is an error naming it."""
-    fused = data.image_files(fused_dir)
-    sources, where = source_files(ir_dir, vis_dir, dataset)
-    triples = []
-    for stem in sorted(fused, key=data.natural_key):
-        ir, vis = sources.get(stem, (None, None))
-        if ir is None or vis is None:
-            lacking = " and ".join(side for side, path in (("infrared", ir), ("visible", vis)) if path is None)
-            raise data.DataError(f"{fused[stem]}: no {lacking} source with stem '{stem}' in {where}")
-        triples.append((stem, fused[stem], ir, vis))
-    return triples, len(set(sources) - set(fused))
-
-
 # --------------------------------------------------------------------------- scoring
 
-def _read(path: Path) -> torch.Tensor:
-    """The image as stored (8-bit: uint8 levels, which :func:`score` reads as levels / 255), N×C×H×W."""
-    t = torch.from_numpy(data.read_pixels(path))
+def _read(path: Path, pixels=data.read_pixels) -> torch.Tensor:
+    """The image as stored (8-bit: uint8 levels, which :func:`score` reads as levels / 255), N×C×H×W;
+    ``pixels`` decodes (:func:`data.read_pixels`, or a :func:`data.decoding_ahead` that already has)."""
+    t = torch.from_numpy(pixels(path))
     return t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
 
 
-def score_triple(triple, metrics=None, convention: str = "tang", device: str = "cpu") -> dict:
+def score_triple(triple, metrics=None, convention: str = "tang", device: str = "cpu",
+                 pixels=data.read_pixels) -> dict:
     """One row: ``image`` (the stem) and one float per column."""
     from .score import score
 
     stem, f_path, ir_path, vis_path = triple
-    f, a, b = _read(f_path), _read(ir_path), _read(vis_path)
+    f, a, b = (_read(path, pixels) for path in (f_path, ir_path, vis_path))
     for path, img in ((ir_path, a), (vis_path, b)):
         if img.shape[-2:] != f.shape[-2:]:
             raise data.DataError(
@@ -105,13 +82,18 @@ def score_triple(triple, metrics=None, convention: str = "tang", device: str = "
     return {"image": stem, **{k: float(v[0]) for k, v in values.items()}}
 
 
-def _one_thread() -> None:
+_worker_pixels = data.read_pixels  # a worker's decoder, set by _start_worker
+
+
+def _start_worker(pixels) -> None:
+    global _worker_pixels
     torch.set_num_threads(1)
+    _worker_pixels = pixels
 
 
 def _score_task(task):
     triple, metrics, convention = task
-    return score_triple(triple, metrics, convention)
+    return score_triple(triple, metrics, convention, pixels=_worker_pixels)
 
 
 def default_jobs() -> int:
@@ -119,29 +101,31 @@ def default_jobs() -> int:
 
 
 def score_triples(triples, metrics=None, convention: str = "tang", device: str = "cpu",
-                  jobs: int | None = None) -> list[dict]:
-    """Rows for ``triples`` in their order; on the CPU, ``jobs`` forked processes (default one per CPU) with one
-    torch thread each score the pairs (``jobs`` = 1: this process, one thread)."""
+                  jobs: int | None = None, pixels=data.read_pixels) -> list[dict]:
+    """Rows for ``triples`` (from :func:`data.fused_triples`) in their order; on the CPU, ``jobs`` forked
+    processes (default one per CPU) with one torch thread each score the pairs (``jobs`` = 1: this process, one
+    thread). ``pixels`` decodes the images (see :func:`_read`)."""
     get_convention(convention)  # unknown names fail here, before any work
     from . import score  # noqa: F401  (import the metrics once, before forking)
 
     jobs = min(jobs or default_jobs(), len(triples))
     if device != "cpu":
-        return [score_triple(t, metrics, convention, device) for t in triples]
+        return [score_triple(t, metrics, convention, device, pixels) for t in triples]
     if jobs <= 1 or not hasattr(os, "fork"):
         # One thread here too: the metrics' small ops gain nothing from more, and OpenMP workers that lose
         # their core to another job spin (measured: 42 tno42 pairs, 2 threads on a busy 2-core machine, 14× slower).
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return [score_triple(t, metrics, convention, device) for t in triples]
+            return [score_triple(t, metrics, convention, device, pixels) for t in triples]
         finally:
             torch.set_num_threads(threads)
     import multiprocessing
 
     # Largest images first, so the last pair to finish is a small one; rows are put back in stem order.
     order = sorted(range(len(triples)), key=lambda i: -os.path.getsize(triples[i][1]))
-    with multiprocessing.get_context("fork").Pool(jobs, initializer=_one_thread) as pool:
+    # Forked: the workers get ``pixels`` as it is, unpickled.
+    with multiprocessing.get_context("fork").Pool(jobs, initializer=_start_worker, initargs=(pixels,)) as pool:
         rows = pool.map(_score_task, [(triples[i], metrics, convention) for i in order], chunksize=1)
     by_index = dict(zip(order, rows))
     return [by_index[i] for i in range(len(triples))]
@@ -170,19 +154,13 @@ def write_rows(path, rows: list[dict]) -> Path:
     return Path(path)
 
 
-def score_command(args) -> int:
-    """CLI entry: score, print mean ± std per column, and write the per-image CSV when ``--out`` is given."""
+def score_command(args, triples, skipped: int, decoded: data.DecodedAhead) -> int:
+    """CLI entry after ``fusion_core.cli`` has checked the arguments and found ``triples`` (``skipped`` source pairs
+    without a fused image), with the images decoding ahead: score, print mean ± std per column, and write the
+    per-image CSV when ``--out`` is given."""
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: CUDA is not available on this machine")
-    if args.jobs is not None and args.jobs < 1:
-        raise ValueError(f"--jobs {args.jobs}: give a positive number of processes")
-    if args.dataset and (args.ir or args.vis):
-        raise ValueError("give either --dataset or --ir/--vis, not both")
-    if not args.dataset and not (args.ir and args.vis):
-        raise ValueError("give the sources: --dataset NAME, or both --ir DIR and --vis DIR")
-    if args.out and Path(args.out).is_dir():
-        raise data.DataError(f"{args.out}: is a folder; --out takes a CSV file name")
     conv = get_convention(args.convention)
     from ._core import METRICS
 
@@ -201,9 +179,9 @@ def score_command(args) -> int:
     # workers do not copy its pages on write. Measured: exit 0.33 → 0.12 s after scoring 42 tno42 pairs. Here in the
     # command, not in score_triples: a library call must not freeze its caller's objects.
     gc.freeze()
+    decoded.stop()  # the imports are done: the workers get every CPU and decode whatever is left themselves
     start = time.perf_counter()
-    triples, skipped = matched_triples(args.fused, args.ir, args.vis, args.dataset)
-    rows = score_triples(triples, metrics, args.convention, args.device, args.jobs)
+    rows = score_triples(triples, metrics, args.convention, args.device, args.jobs, decoded)
     if args.out:
         write_rows(args.out, rows)
     skip_note = f"; {skipped} source pair{'s' * (skipped != 1)} without a fused image skipped" if skipped else ""
