@@ -44,7 +44,10 @@ def _conv2_same_in_order(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 def _integral(x: torch.Tensor) -> bool:
     """Whether every value of ``x`` is a whole number of magnitude < 2⁴³ (so any 3×3 Sobel sum of them, in any order,
     is exact in float64)."""
-    return bool(torch.equal(x, torch.floor(x))) and float(x.abs().max()) < 2.0 ** 43 if x.numel() else True
+    if not x.numel():
+        return True
+    low, high = torch.aminmax(x)  # one pass, half the time of x.abs().max(); NaN fails both tests
+    return bool(-2.0 ** 43 < low) and bool(high < 2.0 ** 43) and torch.equal(x, torch.floor(x))
 
 
 def _sobel_pair(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
