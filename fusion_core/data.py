@@ -356,13 +356,19 @@ class DecodedAhead:
         self.folder, self.pid = folder, pid
 
     def __call__(self, path: str | os.PathLike) -> np.ndarray:
-        """``read_pixels(path)``: the decoded file when it is ready, else decoded here."""
+        """``read_pixels(path)``: the decoded file when it is ready, else decoded here. An RGB image whose three
+        channels are equal (a grey image stored as colour, as in most IVIF sets) comes back as one channel seen
+        three times: the same values, read-only, with a zero channel stride that tells the metrics so."""
         i = self.index.get(Path(path))
         if i is not None:
             try:
-                return np.load(self.folder / f"{i}.npy")
+                pixels = np.load(self.folder / f"{i}.npy")
             except FileNotFoundError:  # not decoded yet, or not by the other process (see _decode_into)
-                pass
+                return read_pixels(path)
+            if pixels.ndim == 3 and pixels.shape[-1] == 1:  # three equal channels, stored once
+                return np.lib.stride_tricks.as_strided(pixels, pixels.shape[:2] + (3,), pixels.strides[:2] + (0,),
+                                                       writeable=False)
+            return pixels
         return read_pixels(path)
 
     def stop(self) -> None:
@@ -377,9 +383,9 @@ class DecodedAhead:
 
 
 def _decode_into(paths: list[Path], folder: Path) -> None:
-    """Decode ``paths`` in order into ``folder``/<index>.npy, each written whole (renamed into place). Only plain
-    8-bit images: anything :func:`read_pixels` warns about or rejects is left to the reader, whose error or
-    warning then appears where it would without decoding ahead."""
+    """Decode ``paths`` in order into ``folder``/<index>.npy, each written whole (renamed into place); three equal
+    channels are written once, as H×W×1. Only plain 8-bit images: anything :func:`read_pixels` warns about or
+    rejects is left to the reader, whose error or warning then appears where it would without decoding ahead."""
     for i, path in enumerate(paths):
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -389,6 +395,8 @@ def _decode_into(paths: list[Path], folder: Path) -> None:
             continue
         if caught or pixels.dtype != np.uint8:
             continue
+        if pixels.ndim == 3 and _is_grey(pixels):
+            pixels = pixels[..., :1]  # the reader expands it back (see DecodedAhead.__call__)
         part = folder / f"{i}.part.npy"
         np.save(part, pixels)
         os.replace(part, folder / f"{i}.npy")

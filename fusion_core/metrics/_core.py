@@ -11,8 +11,11 @@ The filters reproduce MATLAB's boundary handling, since the toolboxes differ exa
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -79,6 +82,59 @@ def scaled(x: torch.Tensor, value_scale: float) -> torch.Tensor:
     """``x * value_scale``, or ``x`` itself for 1 (the same values without a copy). Do not modify the result
     in place."""
     return x if value_scale == 1 else x * value_scale
+
+
+# --------------------------------------------------------------------------- planes known to hold grey levels
+
+# id(plane) → (weak reference, version counter when marked). A plane built from 8-bit levels holds whole numbers by
+# construction; a metric that needs to know (Qabf's exact Sobel sums) can skip a check that costs three passes over it.
+_WHOLE: dict[int, tuple[weakref.ref, int]] = {}
+
+
+def mark_whole(plane: torch.Tensor) -> torch.Tensor:
+    """Record that ``plane`` holds whole numbers of magnitude below 2⁴³ by construction (grey levels, or levels ×255),
+    until it is modified in place (its version counter moves). Inference-mode tensors track no version, so they stay
+    unmarked. Returns ``plane``."""
+    if not plane.is_inference():
+        key = id(plane)
+        _WHOLE[key] = (weakref.ref(plane, lambda _, key=key: _WHOLE.pop(key, None)), plane._version)
+    return plane
+
+
+def known_whole(plane: torch.Tensor) -> bool:
+    """Whether ``plane`` was marked by :func:`mark_whole` and has not been modified in place since."""
+    entry = _WHOLE.get(id(plane))
+    return entry is not None and entry[0]() is plane and entry[1] == plane._version
+
+
+# Within :func:`sharing_products`: (id(x), id(y)) → (x, y, x * y). score() opens it, so VIF and SSIM, which filter
+# the same products of the same planes (F², A², A·F, B², B·F), compute them once per call.
+_PRODUCTS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("fusion_products", default=None)
+
+
+@contextlib.contextmanager
+def sharing_products():
+    """Inside, :func:`product` of the same two planes is computed once and shared; the products are released on exit."""
+    token = _PRODUCTS.set({})
+    try:
+        yield
+    finally:
+        _PRODUCTS.reset(token)
+
+
+def product(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``x * y``, shared within :func:`sharing_products` while neither plane is modified in place; do not modify
+    the result in place."""
+    shared = _PRODUCTS.get()
+    if shared is None or x.is_inference() or y.is_inference():
+        return x * y
+    key = (id(x), id(y))
+    hit = shared.get(key)
+    if hit is not None and hit[0] is x and hit[1] is y and hit[2] == (x._version, y._version):
+        return hit[3]
+    p = x * y
+    shared[key] = (x, y, (x._version, y._version), p)
+    return p
 
 
 # --------------------------------------------------------------------------- filters

@@ -15,6 +15,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import data
@@ -62,7 +63,10 @@ def convention_table() -> str:
 def _read(path: Path, pixels=data.read_pixels) -> torch.Tensor:
     """The image as stored (8-bit: uint8 levels, which :func:`score` reads as levels / 255), N×C×H×W;
     ``pixels`` decodes (:func:`data.read_pixels`, or a :func:`data.decoding_ahead` that already has)."""
-    t = torch.from_numpy(pixels(path))
+    array = pixels(path)
+    if array.ndim == 3 and array.strides[-1] == 0:  # one channel seen three times (DecodedAhead): keep it so
+        return torch.from_numpy(np.array(array[..., :1])).permute(2, 0, 1)[None].expand(-1, 3, -1, -1)
+    t = torch.from_numpy(array)
     return t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
 
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import torch
 
-from ._core import convolve, metric, row_strips
+from ._core import convolve, known_whole, mark_whole, metric, row_strips
 
 # conv2 kernels of the public Qabf code: h3 responds to x, h1 to y
 _SOBEL_Y = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]], dtype=torch.float64)
@@ -43,8 +43,9 @@ def _conv2_same_in_order(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 def _integral(x: torch.Tensor) -> bool:
     """Whether every value of ``x`` is a whole number of magnitude < 2⁴³ (so any 3×3 Sobel sum of them, in any order,
-    is exact in float64)."""
-    if not x.numel():
+    is exact in float64): known by construction for planes of grey levels (:func:`~._core.mark_whole`), checked
+    otherwise."""
+    if not x.numel() or known_whole(x):
         return True
     low, high = torch.aminmax(x)  # one pass, half the time of x.abs().max(); NaN fails both tests
     return bool(-2.0 ** 43 < low) and bool(high < 2.0 ** 43) and torch.equal(x, torch.floor(x))
@@ -67,7 +68,10 @@ def to_toolbox_units(x: torch.Tensor, value_scale: float) -> torch.Tensor:
     if value_scale == 1:
         return x
     divisor = round(1.0 / value_scale)
-    return x / divisor if value_scale < 1 and abs(divisor * value_scale - 1) < 1e-12 else x * value_scale
+    if value_scale < 1 and abs(divisor * value_scale - 1) < 1e-12:
+        return x / divisor
+    y = x * value_scale
+    return mark_whole(y) if value_scale == 255 and known_whole(x) else y  # levels ×255 (< 2¹⁶): whole again
 
 
 def strength_orientation(sx: torch.Tensor, sy: torch.Tensor):

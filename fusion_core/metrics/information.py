@@ -32,14 +32,15 @@ def mutual_information_pair(a: torch.Tensor, f: torch.Tensor, log_base: float = 
 def _mi_of_levels(la: torch.Tensor, lf: torch.Tensor, log_base: float, uint8_index: bool = False,
                   h_f: torch.Tensor | None = None) -> torch.Tensor:
     """I(A;F) of integer levels; ``h_f``: H(F) if already known (the fused image's, shared by both sources)."""
-    if uint8_index:  # Hab.m: uint8 level + 1 saturates at 255, so levels 254 and 255 share a joint bin
-        h_a = entropy_of(histogram(la), base=log_base)  # the marginals keep them apart: the same counts as the
-        h_f = entropy_of(histogram(lf), base=log_base) if h_f is None else h_f  # unsaturated joint's sums
-        joint = joint_histogram(la.clamp(max=254), lf.clamp(max=254))
-    else:
-        joint = joint_histogram(la, lf)
-        h_a = entropy_of(joint.sum(dim=-1), base=log_base)
-        h_f = entropy_of(joint.sum(dim=-2), base=log_base)
+    joint = joint_histogram(la, lf)
+    h_a = entropy_of(joint.sum(dim=-1), base=log_base)  # whole-number counts: exact sums, histogram(la)'s
+    h_f = entropy_of(joint.sum(dim=-2), base=log_base) if h_f is None else h_f
+    if uint8_index:  # Hab.m: uint8 level + 1 saturates at 255, so levels 254 and 255 share a joint bin (the
+        # marginals keep them apart): the joint of the levels clamped to 254, by adding row and column 255 to 254
+        joint[..., 254, :] += joint[..., 255, :]
+        joint[..., 255, :] = 0
+        joint[..., :, 254] += joint[..., :, 255]
+        joint[..., :, 255] = 0
     h_af = entropy_of(joint, base=log_base, dims=(-2, -1))
     return h_a + h_f - h_af
 

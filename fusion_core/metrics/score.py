@@ -12,7 +12,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import torch
 
-from ._core import METRICS, rgb2gray
+from ._core import METRICS, mark_whole, rgb2gray, sharing_products
 from .conventions import Column, Convention, get_convention
 
 
@@ -36,6 +36,10 @@ def _levels(t: torch.Tensor | None, quantize: bool) -> torch.Tensor | None:
     if t is None:
         return None
     if t.dtype == torch.uint8:
+        if t.dim() == 4 and t.shape[1] == 3 and t.stride(1) == 0:
+            # one plane seen three times (DecodedAhead's colour-stored grey): laid out as the decoded RGB it stands
+            # for (channels last), since the order a reduction sums in follows the layout (SD moved in the last bit)
+            return t.to(torch.float64, memory_format=torch.channels_last)
         return t.to(torch.float64)
     t = t * 255.0
     return t.clamp_(0, 255).add_(0.5).floor_() if quantize else t
@@ -52,7 +56,10 @@ _GREY_KEEPS_EQUAL_LEVELS = _grey_keeps_equal_levels()
 
 
 def _equal_channels(t: torch.Tensor) -> bool:
-    return t.shape[1] == 3 and torch.equal(t[:, 0], t[:, 1]) and torch.equal(t[:, 1], t[:, 2])
+    """Three equal channels: by layout (a zero channel stride, one plane seen three times), else compared."""
+    if t.shape[1] != 3:
+        return False
+    return t.stride(1) == 0 or (torch.equal(t[:, 0], t[:, 1]) and torch.equal(t[:, 1], t[:, 2]))
 
 
 def _grey_levels(t: torch.Tensor, quantize: bool, levels: dict) -> torch.Tensor:
@@ -72,8 +79,15 @@ def _planes(fused, ir, vis, colour: str, quantize: bool, levels: dict | None = N
     """(fused, ir, vis) as (N·C)×H×W planes for the colour mode; C = the number of fused channels used.
 
     Inputs are in [0, 1]; ``levels`` caches each image's grey levels (×255, rounded if ``quantize``) between
-    colour modes."""
-    levels = {} if levels is None else levels
+    colour modes. Rounded levels are whole numbers from 0 to 255, and the planes are marked so
+    (:func:`~._core.mark_whole`; a NaN stays NaN, and Qabf is NaN on either of its paths)."""
+    f, a, b, c = _unmarked_planes(fused, ir, vis, colour, quantize, {} if levels is None else levels)
+    if quantize:
+        f, a, b = (mark_whole(x) if x is not None else None for x in (f, a, b))
+    return f, a, b, c
+
+
+def _unmarked_planes(fused, ir, vis, colour: str, quantize: bool, levels: dict):
     channels = fused.shape[1]
     if colour == "grey" or channels == 1:
         f, a, b = (_grey_levels(x, quantize, levels) if x is not None else None for x in (fused, ir, vis))
@@ -143,9 +157,10 @@ def score(fused, ir=None, vis=None, metrics: Iterable[str] | None = None, conven
     if mi_matlab_bug is not None:
         overrides["MI"] = {**overrides.get("MI", {}), "matlab_bug": mi_matlab_bug}
     out, planes, levels = {}, {}, {}
-    for name in names:
-        column = conv.column(name)
-        if name in overrides:
-            column = Column(column.metric, {**column.options, **overrides[name]}, column.colour)
-        out[name] = score_column(column, f, a, b, conv, planes, levels).cpu()
+    with sharing_products():  # VIF and SSIM filter the same products of the planes
+        for name in names:
+            column = conv.column(name)
+            if name in overrides:
+                column = Column(column.metric, {**column.options, **overrides[name]}, column.colour)
+            out[name] = score_column(column, f, a, b, conv, planes, levels).cpu()
     return out

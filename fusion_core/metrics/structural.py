@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from ._core import corr2, fspecial_gaussian, metric, row_strips, scaled, separable_many
+from ._core import corr2, fspecial_gaussian, metric, product, row_strips, scaled, separable_many
 
 
 def _reduce(a: torch.Tensor, b: torch.Tensor, reduce: str) -> torch.Tensor:
@@ -23,7 +23,7 @@ def ssim_maps(refs: list[torch.Tensor], y: torch.Tensor, window: int = 11, sigma
     :math:`\frac{(2\mu_x\mu_y + C_1)(2\sigma_{xy} + C_2)}{(\mu_x^2+\mu_y^2+C_1)(\sigma_x^2+\sigma_y^2+C_2)}`."""
     g = fspecial_gaussian(window, sigma, device=y.device)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    maps = [y, y * y] + [m for x in refs for m in (x, x * x, x * y)]
+    maps = [y, product(y, y)] + [m for x in refs for m in (x, product(x, x), product(x, y))]
     filtered = separable_many(maps, g, shape, boundary)
     sums = [torch.zeros(y.shape[0], dtype=y.dtype, device=y.device) for _ in refs]
     for rows in row_strips(filtered[0]):

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import torch
 
-from ._core import correlate, fspecial_gaussian, metric, row_strips, separable, separable_many
+from ._core import correlate, fspecial_gaussian, metric, product, row_strips, separable, separable_many
 
 _EPS = 1e-10
 _EPS_BELOW = math.nextafter(_EPS, 0.0)  # threshold(x, _EPS_BELOW) keeps x ≥ _EPS
@@ -84,8 +84,11 @@ def vifp_sources(sources: list[torch.Tensor], dist: torch.Tensor, noise_var: flo
         g = fspecial_gaussian(size, size / 5.0, device=dist.device)
         if scale > 1:
             *refs, dist = separable_many([*refs, dist], g, "valid", step=2)
-        sat = (lambda p: p.clamp_(max=255.0)) if (uint8_products and scale == 1) else (lambda p: p)
-        maps = [dist, sat(dist * dist)] + [m for r in refs for m in (r, sat(r * r), sat(r * dist))]
+        if uint8_products and scale == 1:
+            mul = lambda x, y: (x * y).clamp_(max=255.0)  # noqa: E731
+        else:  # the full-size products are those SSIM filters too (shared within score())
+            mul = product if scale == 1 else torch.mul
+        maps = [dist, mul(dist, dist)] + [m for r in refs for m in (r, mul(r, r), mul(r, dist))]
         out = separable_many(maps, g, "valid")
         for rows in row_strips(out[0]):
             mu2, e22, *ref_maps = (m[..., rows, :] for m in out)
