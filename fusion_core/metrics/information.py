@@ -29,12 +29,11 @@ def mutual_information_pair(a: torch.Tensor, f: torch.Tensor, log_base: float = 
     return _mi_of_levels(_levels(a, normalise), _levels(f, normalise), log_base)
 
 
-def _mi_of_levels(la: torch.Tensor, lf: torch.Tensor, log_base: float, uint8_index: bool = False,
-                  h_f: torch.Tensor | None = None) -> torch.Tensor:
-    """I(A;F) of integer levels; ``h_f``: H(F) if already known (the fused image's, shared by both sources)."""
+def _mi_of_levels(la: torch.Tensor, lf: torch.Tensor, log_base: float, uint8_index: bool = False) -> torch.Tensor:
+    """I(A;F) of integer levels."""
     joint = joint_histogram(la, lf)
     h_a = entropy_of(joint.sum(dim=-1), base=log_base)  # whole-number counts: exact sums, histogram(la)'s
-    h_f = entropy_of(joint.sum(dim=-2), base=log_base) if h_f is None else h_f
+    h_f = entropy_of(joint.sum(dim=-2), base=log_base)
     if uint8_index:  # Hab.m: uint8 level + 1 saturates at 255, so levels 254 and 255 share a joint bin (the
         # marginals keep them apart): the joint of the levels clamped to 254, by adding row and column 255 to 254
         joint[..., 254, :] += joint[..., 255, :]
@@ -67,8 +66,7 @@ def mutual_information(fused, ir, vis, log_base: float = 2.0, normalise: str = "
         en = entropy_of(histogram(torch.round(fused).clamp(0, 255)), base=2.0)
         return 2.0 * en if reduce == "sum" else en
     lf = _levels(fused, normalise)  # binned once for both sources
-    h_f = entropy_of(histogram(lf), base=log_base) if uint8_index else None
-    total = sum(_mi_of_levels(_levels(x, normalise), lf, log_base, uint8_index, h_f) for x in (ir, vis))
+    total = sum(_mi_of_levels(_levels(x, normalise), lf, log_base, uint8_index) for x in (ir, vis))
     return total if reduce == "sum" else total / 2.0
 
 
